@@ -1,0 +1,257 @@
+package fsm
+
+import (
+	"fmt"
+	"slices"
+)
+
+// A cycle is computed as a plan (no writes) and then committed, so that
+// DryRunCycle and RunCycle share every decision.
+//
+// Cost: the plan visits the dirty list (blobs whose reference count, pin
+// count or coordinator pin crossed zero, or that were registered, pinned or
+// unpinned since the last cycle), the sets of nodes dropped as stale, and the
+// prefix of the UNREFERENCED FIFO whose grace period has expired. Building
+// Eligible walks the MARKED set. Nothing is proportional to the known blobs.
+
+type statusChange struct {
+	id    uint32
+	to    Status
+	since int64
+}
+
+type cyclePlan struct {
+	now       int64
+	stale     []string
+	dropStale bool
+	reporting int
+	belowMin  bool
+	changes   []statusChange
+	newUnref  []uint32 // planned UNREFERENCED(now), in change order
+	fifoEnd   int      // FIFO items examined (consumed on commit)
+	newly     []uint32 // ids to mark, sorted by hash on commit
+	newlyHash []Hash   // sorted
+	skipped   string
+	counts    [numStatus]int
+	eligible  []Hash
+}
+
+func (s *state) plan(now int64) *cyclePlan {
+	p := &cyclePlan{now: now}
+	p.stale = s.staleNodes(now)
+	p.dropStale = s.config.StalePolicy == StaleDrop
+	// Only fresh reports count toward min_nodes_reporting: a stale node held
+	// by policy hold still protects its blobs but tells nothing new.
+	p.reporting = len(s.nodes) - len(p.stale)
+	// Under policy drop, the stale nodes' holds are subtracted virtually.
+	var lostRefs, lostPins map[uint32]uint32
+	if p.dropStale && len(p.stale) > 0 {
+		lostRefs, lostPins = map[uint32]uint32{}, map[uint32]uint32{}
+		for _, id := range p.stale {
+			n := s.nodes[id]
+			n.active.Iterate(func(x uint32) bool { lostRefs[x]++; return true })
+			n.pinned.Iterate(func(x uint32) bool { lostPins[x]++; return true })
+		}
+	}
+	if p.reporting < s.config.MinNodesReporting {
+		p.belowMin = true
+		p.skipped = "below min_nodes_reporting"
+		return p
+	}
+	// target is the status the cycle gives a tracked blob; only blobs that
+	// are dirty or lose holds with a dropped node can differ from now.
+	target := func(id uint32, e *entry) Status {
+		cur := Status(e.status)
+		if e.flags&flagDirty == 0 && lostRefs[id] == 0 && lostPins[id] == 0 {
+			return cur
+		}
+		refs, pins := e.refs-lostRefs[id], e.pins-lostPins[id]
+		switch {
+		case e.flags&flagCPin != 0 || pins > 0:
+			return StatusPinned
+		case refs > 0:
+			return StatusActive
+		case cur == StatusUnreferenced || cur == StatusMarked:
+			return cur
+		}
+		return StatusUnreferenced
+	}
+	visit := func(id uint32, e *entry) {
+		if !trackedStatus(e.status) {
+			return
+		}
+		to := target(id, e)
+		if to == Status(e.status) {
+			return
+		}
+		c := statusChange{id: id, to: to}
+		if to == StatusUnreferenced {
+			c.since = now
+			p.newUnref = append(p.newUnref, id)
+		}
+		p.changes = append(p.changes, c)
+	}
+	p.changes = make([]statusChange, 0, len(s.dirty))
+	// The dirty list holds each id at most once (the flag is set exactly
+	// while the id is listed), so nothing is visited twice.
+	for _, id := range s.dirty {
+		if s.tab.valid(id) {
+			if e := s.tab.get(id); e.flags&flagDirty != 0 {
+				visit(id, e)
+			}
+		}
+	}
+	for id := range lostRefs {
+		if e := s.tab.get(id); e.flags&flagDirty == 0 {
+			visit(id, e)
+		}
+	}
+	for id := range lostPins {
+		if e := s.tab.get(id); e.flags&flagDirty == 0 && lostRefs[id] == 0 {
+			visit(id, e)
+		}
+	}
+	// Counts after the planned changes.
+	p.counts = s.counts
+	for _, c := range p.changes {
+		p.counts[s.tab.get(c.id).status]--
+		p.counts[c.to]++
+	}
+	// Newly eligible: FIFO prefix whose grace expired, still UNREFERENCED
+	// with the same since; then blobs becoming UNREFERENCED now if grace is 0.
+	grace := int64(s.config.GracePeriod)
+	i := s.unrefHead
+	for ; i < len(s.unref); i++ {
+		it := s.unref[i]
+		if now-it.since < grace {
+			break
+		}
+		if !s.tab.valid(it.id) {
+			continue
+		}
+		e := s.tab.get(it.id)
+		if Status(e.status) != StatusUnreferenced || e.since != it.since {
+			continue
+		}
+		if target(it.id, e) != StatusUnreferenced {
+			continue
+		}
+		p.newly = append(p.newly, it.id)
+	}
+	p.fifoEnd = i
+	if grace <= 0 {
+		p.newly = append(p.newly, p.newUnref...)
+	}
+	// Deduplicate (an id may appear twice in the FIFO with the same since).
+	if len(p.newly) > 1 {
+		slices.Sort(p.newly)
+		p.newly = slices.Compact(p.newly)
+	}
+	known := p.counts[StatusActive] + p.counts[StatusPinned] + p.counts[StatusUnreferenced] + p.counts[StatusMarked] + p.counts[StatusDeleting]
+	if f := s.config.MaxEligibleFraction; f < 1 && float64(len(p.newly)) > f*float64(known) {
+		p.skipped = fmt.Sprintf("max_eligible_fraction exceeded: %d newly eligible of %d known blobs (%.4g > %g)",
+			len(p.newly), known, float64(len(p.newly))/float64(known), f)
+		p.newly = nil
+	}
+	for _, id := range p.newly {
+		p.newlyHash = append(p.newlyHash, s.tab.get(id).hash)
+	}
+	sortHashes(p.newlyHash)
+	p.counts[StatusUnreferenced] -= len(p.newly)
+	p.counts[StatusMarked] += len(p.newly)
+	// Eligible: currently MARKED minus those leaving MARKED, merged with newly.
+	var prev []Hash
+	s.marked.Ascend(func(h Hash) bool {
+		if id, ok := s.tab.lookup(&h); ok && target(id, s.tab.get(id)) != StatusMarked {
+			return true
+		}
+		prev = append(prev, h)
+		return true
+	})
+	p.eligible = mergeSorted(prev, p.newlyHash)
+	return p
+}
+
+func mergeSorted(a, b []Hash) []Hash {
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]Hash, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if a[i].Compare(b[j]) <= 0 {
+			out = append(out, a[i])
+			i++
+		} else {
+			out = append(out, b[j])
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+func (p *cyclePlan) result() *CycleResult {
+	r := &CycleResult{Time: p.now, StaleNodes: p.stale, NodesReporting: p.reporting, Skipped: p.skipped}
+	if p.belowMin {
+		return r
+	}
+	r.Eligible = p.eligible
+	r.NewlyMarked = p.newlyHash
+	r.ActiveCount = p.counts[StatusActive]
+	r.PinnedCount = p.counts[StatusPinned]
+	r.UnreferencedCount = p.counts[StatusUnreferenced]
+	return r
+}
+
+// commitCycle applies a plan computed on the current state.
+func (s *state) commitCycle(p *cyclePlan, wall int64) *CycleResult {
+	if p.dropStale {
+		for _, id := range p.stale {
+			s.dropNode(id)
+		}
+	}
+	res := p.result()
+	if p.belowMin {
+		return res
+	}
+	for _, c := range p.changes {
+		e := s.tab.mut(c.id)
+		s.setStatus(e, c.to)
+		if c.to == StatusUnreferenced {
+			e.since = c.since
+			s.unref = append(s.unref, unrefItem{since: c.since, id: c.id})
+		}
+	}
+	for _, id := range s.dirty {
+		// Free entries keep the flag too (see table.remove): clear it.
+		if sh := s.tab.shards[id>>localBits]; id&localMask < sh.length && sh.at(id&localMask).flags&flagDirty != 0 {
+			s.tab.mut(id).flags &^= flagDirty
+		}
+	}
+	s.dirty = s.dirty[:0]
+	if p.skipped == "" {
+		s.unrefHead = p.fifoEnd
+		for _, id := range p.newly {
+			s.setStatus(s.tab.mut(id), StatusMarked)
+		}
+	}
+	s.compactUnref()
+	if len(res.Eligible) > 0 || p.skipped != "" {
+		s.history = append(s.history, HistoryEvent{
+			Seq: s.nextHistSeq, Time: p.now, WallTime: wall, NewlyMarked: res.NewlyMarked,
+			EligibleCount: len(res.Eligible), Preserved: res.ActiveCount + res.PinnedCount,
+			NodesReporting: res.NodesReporting, Skipped: p.skipped,
+		})
+		s.nextHistSeq++
+		s.trimHistory()
+	}
+	return res
+}
+
+func (s *state) compactUnref() {
+	if s.unrefHead > 1024 && s.unrefHead*2 > len(s.unref) {
+		s.unref = append([]unrefItem(nil), s.unref[s.unrefHead:]...)
+		s.unrefHead = 0
+	}
+}

@@ -1,0 +1,197 @@
+package fsm
+
+import (
+	"slices"
+	"sort"
+)
+
+// Blob returns a blob's status and who protects it. A hash that is only
+// named by reports (not registered or pinned) is NOT_FOUND with its
+// referencing nodes listed.
+func (f *FSM) Blob(h Hash) BlobInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.st
+	info := BlobInfo{Hash: h}
+	id, ok := s.tab.lookup(&h)
+	if !ok {
+		return info
+	}
+	e := s.tab.get(id)
+	info.Status = Status(e.status)
+	if info.Status == StatusUnreferenced {
+		info.Since = e.since
+	}
+	info.CoordinatorPin = e.flags&flagCPin != 0
+	info.Registered = e.flags&flagReg != 0
+	info.Dangling = isDangling(e)
+	for _, nid := range s.sortedNodeIDs() {
+		n := s.nodes[nid]
+		if n.active.Contains(id) {
+			info.ReferencedBy = append(info.ReferencedBy, nid)
+		}
+		if n.pinned.Contains(id) {
+			info.PinnedBy = append(info.PinnedBy, nid)
+		}
+	}
+	return info
+}
+
+func (s *state) sortedNodeIDs() []string {
+	ids := make([]string, 0, len(s.nodes))
+	for id := range s.nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// DefaultListLimit is used when ListBlobs gets limit <= 0.
+const DefaultListLimit = 1000
+
+// ListBlobs returns up to limit blobs with the given status (StatusNotFound
+// means any status, COLLECTED tombstones included) whose hash is greater than
+// after, in hash order, and whether more follow. The zero Hash as after
+// starts at the beginning (and includes the zero hash itself).
+func (f *FSM) ListBlobs(status Status, after Hash, limit int) (blobs []BlobInfo, more bool) {
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.st
+	start := after == Hash{}
+	var page []Hash
+	for si := int(after[0]); si < numShards; si++ {
+		sh := s.tab.shards[si]
+		var hs []Hash
+		sh.each(func(_ uint32, e *entry) {
+			if e.status == uint8(StatusNotFound) || (status != StatusNotFound && Status(e.status) != status) {
+				return
+			}
+			if !start && e.hash.Compare(after) <= 0 {
+				return
+			}
+			hs = append(hs, e.hash)
+		})
+		sortHashes(hs)
+		page = append(page, hs...)
+		if len(page) > limit {
+			break
+		}
+	}
+	if len(page) > limit {
+		page, more = page[:limit], true
+	}
+	blobs = make([]BlobInfo, len(page))
+	for i, h := range page {
+		blobs[i] = s.blobInfoLocked(h)
+	}
+	return blobs, more
+}
+
+// blobInfoLocked is Blob without the explanation lists (cheap for pages).
+func (s *state) blobInfoLocked(h Hash) BlobInfo {
+	info := BlobInfo{Hash: h}
+	id, ok := s.tab.lookup(&h)
+	if !ok {
+		return info
+	}
+	e := s.tab.get(id)
+	info.Status = Status(e.status)
+	if info.Status == StatusUnreferenced {
+		info.Since = e.since
+	}
+	info.CoordinatorPin = e.flags&flagCPin != 0
+	info.Registered = e.flags&flagReg != 0
+	info.Dangling = isDangling(e)
+	return info
+}
+
+// Counts returns blob counts by status and node counts.
+func (f *FSM) Counts() Counts {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.st
+	c := Counts{
+		Active: s.counts[StatusActive], Pinned: s.counts[StatusPinned],
+		Unreferenced: s.counts[StatusUnreferenced], Marked: s.counts[StatusMarked],
+		Deleting: s.counts[StatusDeleting], Collected: s.counts[StatusCollected],
+		DanglingRefs: s.dangling,
+	}
+	c.Known = c.Active + c.Pinned + c.Unreferenced + c.Marked + c.Deleting
+	c.NodesStale = len(s.staleNodes(s.clusterTime))
+	c.NodesReporting = len(s.nodes) - c.NodesStale
+	return c
+}
+
+// Nodes lists the nodes with a kept report, sorted by id.
+func (f *FSM) Nodes() []NodeInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.st
+	out := make([]NodeInfo, 0, len(s.nodes))
+	for _, id := range s.sortedNodeIDs() {
+		n := s.nodes[id]
+		out = append(out, NodeInfo{
+			ID: id, LastReport: n.lastReport, LastWall: n.lastWall, Seq: n.seq,
+			Active: int(n.active.GetCardinality()), Pinned: int(n.pinned.GetCardinality()),
+			Stale: s.clusterTime-n.lastReport >= int64(s.config.StaleThreshold),
+		})
+	}
+	return out
+}
+
+// NodeSeq returns the sequence number of a node's last applied report.
+func (f *FSM) NodeSeq(id string) (seq uint64, ok bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if n := f.st.nodes[id]; n != nil {
+		return n.seq, true
+	}
+	return 0, false
+}
+
+// History returns up to limit recorded cycles with Seq > after, oldest
+// first, and whether more follow.
+func (f *FSM) History(after uint64, limit int) (events []HistoryEvent, more bool) {
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	h := f.st.history
+	i := sort.Search(len(h), func(i int) bool { return h[i].Seq > after })
+	end := min(len(h), i+limit)
+	events = append([]HistoryEvent(nil), h[i:end]...)
+	return events, end < len(h)
+}
+
+// Config returns the replicated configuration.
+func (f *FSM) Config() Config {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.config
+}
+
+// ClusterTime returns the cluster time (ns) after the last applied command.
+func (f *FSM) ClusterTime() int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.clusterTime
+}
+
+// AppliedIndex returns the raft index of the last applied entry.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.applied
+}
+
+// DryRunCycle returns what RunCycle stamped with cluster time now would do,
+// without changing anything. now is raised to the current cluster time.
+func (f *FSM) DryRunCycle(now int64) *CycleResult {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.plan(max(now, f.st.clusterTime)).result()
+}

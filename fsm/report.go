@@ -1,0 +1,227 @@
+package fsm
+
+import (
+	"slices"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/blobgc/blobgc/fsm/fsmpb"
+)
+
+func newBitmap() *roaring.Bitmap {
+	b := roaring.New()
+	b.SetCopyOnWrite(true)
+	return b
+}
+
+// report applies a FULL, DELTA or CHUNK report.
+func (s *state) report(r *fsmpb.Report, now, wall int64) (changed int, dup bool, e *Error) {
+	id := r.GetNodeId()
+	n := s.nodes[id]
+	switch r.GetKind() {
+	case fsmpb.ReportKind_REPORT_KIND_FULL:
+		if n != nil && r.GetSeq() < n.seq {
+			return 0, false, errf(CodeFailedPrecondition, "full report seq %d of node %q is older than its current seq %d", r.GetSeq(), id, n.seq)
+		}
+		a, _ := UnpackHashes(r.GetActive())
+		p, _ := UnpackHashes(r.GetPinned())
+		delete(s.staging, id)
+		changed = s.replaceSets(id, a, p, r.GetSeq(), now, wall, 0)
+		return changed, false, nil
+	case fsmpb.ReportKind_REPORT_KIND_DELTA:
+		if n == nil {
+			return 0, false, errf(CodeFailedPrecondition, "delta seq %d from node %q which has no report: send a full report", r.GetSeq(), id)
+		}
+		if r.GetSeq() <= n.seq {
+			return 0, true, nil
+		}
+		if r.GetSeq() != n.seq+1 {
+			return 0, false, errf(CodeFailedPrecondition, "delta seq %d from node %q after seq %d: gap, send a full report", r.GetSeq(), id, n.seq)
+		}
+		changed = s.applyDelta(n, r)
+		n.seq = r.GetSeq()
+		n.lastReport = now
+		n.lastWall = wall
+		return changed, false, nil
+	case fsmpb.ReportKind_REPORT_KIND_CHUNK:
+		return s.chunk(n, r, now, wall)
+	}
+	return 0, false, errf(CodeInvalidArgument, "report kind %d unknown", int32(r.GetKind()))
+}
+
+func (s *state) chunk(n *node, r *fsmpb.Report, now, wall int64) (int, bool, *Error) {
+	id := r.GetNodeId()
+	st := s.staging[id]
+	if st == nil || st.reportID != r.GetReportId() {
+		if n != nil && n.lastChunk == r.GetReportId() {
+			return 0, true, nil // a retry of a report already swapped in
+		}
+		if r.GetChunkIndex() != 0 {
+			return 0, false, errf(CodeFailedPrecondition, "chunk %d of report %d from node %q: earlier chunks are missing, send the report again from chunk 0", r.GetChunkIndex(), r.GetReportId(), id)
+		}
+		st = &staged{nodeID: id, reportID: r.GetReportId()}
+	}
+	if r.GetChunkIndex() < st.next {
+		return 0, true, nil
+	}
+	if r.GetChunkIndex() > st.next {
+		return 0, false, errf(CodeFailedPrecondition, "chunk %d of report %d from node %q: expected chunk %d, send the report again from chunk 0", r.GetChunkIndex(), r.GetReportId(), id, st.next)
+	}
+	add := (len(r.GetActive()) + len(r.GetPinned())) / HashSize
+	if len(st.active)+len(st.pinned)+add > MaxStagedHashes {
+		return 0, false, errf(CodeResourceExhausted, "chunked report %d from node %q exceeds %d hashes", r.GetReportId(), id, MaxStagedHashes)
+	}
+	if n != nil && r.GetSeq() < n.seq {
+		return 0, false, errf(CodeFailedPrecondition, "full report seq %d of node %q is older than its current seq %d", r.GetSeq(), id, n.seq)
+	}
+	// A fresh stage replaces any other one of this node only now that the
+	// chunk is known to be accepted. (Frozen views hold copies of the stage
+	// with capped slices, so appending here cannot show in them.)
+	s.staging[id] = st
+	a, _ := UnpackHashes(r.GetActive())
+	p, _ := UnpackHashes(r.GetPinned())
+	st.active = append(st.active, a...)
+	st.pinned = append(st.pinned, p...)
+	st.next++
+	if !r.GetLastChunk() {
+		return 0, false, nil
+	}
+	delete(s.staging, id)
+	return s.replaceSets(id, st.active, st.pinned, r.GetSeq(), now, wall, st.reportID), false, nil
+}
+
+// replaceSets installs a node's full sets and updates reference counts by
+// the difference to its previous sets.
+func (s *state) replaceSets(id string, active, pinned []Hash, seq uint64, now, wall int64, chunkID uint64) int {
+	old := s.nodes[id]
+	n := &node{id: id, seq: seq, lastReport: now, lastWall: wall, lastChunk: chunkID}
+	if old != nil && chunkID == 0 {
+		n.lastChunk = old.lastChunk
+	}
+	n.active = s.buildSet(active)
+	n.pinned = s.buildSet(pinned)
+	var oldA, oldP *roaring.Bitmap
+	if old != nil {
+		oldA, oldP = old.active, old.pinned
+	}
+	// All additions before any removal: a removal may free an entry that an
+	// addition in the other set still needs.
+	changed := s.applyDiff(oldA, n.active, false, +1) + s.applyDiff(oldP, n.pinned, true, +1)
+	changed += s.applyDiff(n.active, oldA, false, -1) + s.applyDiff(n.pinned, oldP, true, -1)
+	s.nodes[id] = n
+	return changed
+}
+
+func (s *state) buildSet(hs []Hash) *roaring.Bitmap {
+	ids := make([]uint32, 0, len(hs))
+	for i := range hs {
+		if id, _, ok := s.tab.insert(&hs[i]); ok {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	b := newBitmap()
+	b.AddMany(slices.Compact(ids))
+	return b
+}
+
+// applyDiff changes by delta the holds of the ids in b but not in a (a nil
+// set is empty).
+func (s *state) applyDiff(a, b *roaring.Bitmap, pin bool, delta int) int {
+	if b == nil {
+		return 0
+	}
+	d := b
+	if a != nil {
+		d = roaring.AndNot(b, a)
+	}
+	changed := 0
+	it := d.Iterator()
+	for it.HasNext() {
+		s.addHold(it.Next(), pin, delta)
+		changed++
+	}
+	return changed
+}
+
+func (s *state) applyDelta(n *node, r *fsmpb.Report) int {
+	changed := 0
+	for _, set := range []struct {
+		add, rem []byte
+		bm       *roaring.Bitmap
+		pin      bool
+	}{
+		{r.GetActive(), r.GetRemovedActive(), n.active, false},
+		{r.GetPinned(), r.GetRemovedPinned(), n.pinned, true},
+	} {
+		// Removals first: a hash both removed and added ends up present.
+		for i := 0; i < len(set.rem)/HashSize; i++ {
+			h := hashAt(set.rem, i)
+			if id, ok := s.tab.lookup(&h); ok && set.bm.CheckedRemove(id) {
+				s.addHold(id, set.pin, -1)
+				changed++
+			}
+		}
+		for i := 0; i < len(set.add)/HashSize; i++ {
+			h := hashAt(set.add, i)
+			id, created, ok := s.tab.insert(&h)
+			if !ok {
+				continue
+			}
+			if set.bm.CheckedAdd(id) {
+				s.addHold(id, set.pin, +1)
+				changed++
+			} else if created {
+				s.maybeFree(id, s.tab.get(id))
+			}
+		}
+	}
+	return changed
+}
+
+// dropNode removes a node's report and the holds of its sets.
+func (s *state) dropNode(id string) {
+	n := s.nodes[id]
+	if n == nil {
+		return
+	}
+	delete(s.nodes, id)
+	s.releaseSet(n.active, false)
+	s.releaseSet(n.pinned, true)
+}
+
+func (s *state) releaseSet(b *roaring.Bitmap, pin bool) {
+	it := b.Iterator()
+	for it.HasNext() {
+		s.addHold(it.Next(), pin, -1)
+	}
+}
+
+func (s *state) deregister(id string) {
+	s.dropNode(id)
+	delete(s.staging, id)
+}
+
+// staleNodes lists, sorted, the nodes whose report is at least the stale
+// threshold old at now.
+func (s *state) staleNodes(now int64) []string {
+	var out []string
+	for id, n := range s.nodes {
+		if now-n.lastReport >= int64(s.config.StaleThreshold) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// prune drops stale nodes under policy drop; under hold it drops nothing.
+func (s *state) prune(now int64) []string {
+	if s.config.StalePolicy == StaleHold {
+		return nil
+	}
+	stale := s.staleNodes(now)
+	for _, id := range stale {
+		s.dropNode(id)
+	}
+	return stale
+}

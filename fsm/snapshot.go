@@ -1,0 +1,757 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"slices"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/blobgc/blobgc/fsm/fsmpb"
+	"github.com/google/btree"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+)
+
+// Snapshot stream format (version 1), canonical: two FSMs with the same
+// state write the same bytes, whatever their internal ids or history.
+//
+//	header  "BLOBGCFS" (8 bytes), version uint32 LE
+//	records type byte, payload length uvarint, payload:
+//	  meta      SnapshotMeta (protobuf)
+//	  blobs     blob_count fixed 42-byte records in hash order, in batches:
+//	            hash[32] since int64 LE, status byte, flags byte
+//	  per node (by id): SnapshotNode, then hash batches of its active set
+//	            and then of its pinned set, each in hash order
+//	  per staged chunked report (by node id): SnapshotStaging, then hash
+//	            batches of its active and pinned parts in received order
+//	  history   HistoryEvent (protobuf) per event, oldest first
+//	  tombstones hash batches, oldest first
+//	  end       empty payload
+//	trailer CRC-32C (Castagnoli) LE of every byte before it
+//
+// Reference counts, status counts, the MARKED set, the UNREFERENCED FIFO
+// and the dirty list are derived and rebuilt by Restore.
+
+const (
+	snapMagic   = "BLOBGCFS"
+	snapVersion = 1
+
+	recMeta    = 1
+	recBlobs   = 2
+	recNode    = 3
+	recHashes  = 4
+	recStaging = 5
+	recHistory = 6
+	recEnd     = 0xFF
+
+	blobRecSize  = 42
+	batchHashes  = 1 << 15 // hashes per batch record (1 MiB)
+	batchBlobs   = 1 << 14 // blob records per batch record
+	maxRecordLen = 1 << 30
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// view is a frozen, read-only copy of the state, sharing structure with
+// the live state through copy-on-write.
+type view struct {
+	tab         *table
+	nodes       []*node   // sorted by id
+	staging     []*staged // sorted by node id
+	config      Config
+	clusterTime int64
+	wallTime    int64
+	applied     uint64
+	nextHistSeq uint64
+	history     []HistoryEvent
+	tombs       []tombItem
+}
+
+// freeze is O(shards + nodes): bitmaps are cloned copy-on-write, slices are
+// capped so later appends to the live state do not show.
+func (s *state) freeze() *view {
+	v := &view{
+		tab: s.tab.freeze(), config: s.config, clusterTime: s.clusterTime, wallTime: s.wallTime,
+		applied: s.applied, nextHistSeq: s.nextHistSeq,
+		history: s.history[:len(s.history):len(s.history)],
+		tombs:   s.tombs[s.tombHead:len(s.tombs):len(s.tombs)],
+	}
+	for _, id := range s.sortedNodeIDs() {
+		c := *s.nodes[id]
+		c.active = c.active.Clone()
+		c.pinned = c.pinned.Clone()
+		v.nodes = append(v.nodes, &c)
+	}
+	for _, st := range s.staging {
+		c := *st
+		c.active = c.active[:len(c.active):len(c.active)]
+		c.pinned = c.pinned[:len(c.pinned):len(c.pinned)]
+		v.staging = append(v.staging, &c)
+	}
+	slices.SortFunc(v.staging, func(a, b *staged) int { return cmpString(a.nodeID, b.nodeID) })
+	return v
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Snapshot freezes the state in O(shards + nodes); Persist writes it while
+// Apply continues.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &Snap{v: f.st.freeze()}, nil
+}
+
+// Snap is a frozen state; it implements raft.FSMSnapshot.
+type Snap struct{ v *view }
+
+// Persist streams the snapshot into sink and closes it (cancels on error).
+func (sn *Snap) Persist(sink raft.SnapshotSink) error {
+	bw := bufio.NewWriterSize(sink, 1<<20)
+	err := sn.v.write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+// WriteTo writes the snapshot stream to w.
+func (sn *Snap) WriteTo(w io.Writer) (int64, error) {
+	cw := &countWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	err := sn.v.write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	return cw.n, err
+}
+
+// Release is a no-op: the frozen structure is garbage collected.
+func (sn *Snap) Release() {}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Digest returns the applied index and the SHA-256 of the canonical
+// snapshot stream at that index. It costs a full serialisation.
+func (f *FSM) Digest() (index uint64, digest [32]byte) {
+	f.mu.Lock()
+	v := f.st.freeze()
+	f.mu.Unlock()
+	h := sha256.New()
+	bw := bufio.NewWriterSize(h, 1<<16)
+	_ = v.write(bw) // writing to a hash cannot fail
+	_ = bw.Flush()
+	copy(digest[:], h.Sum(nil))
+	return v.applied, digest
+}
+
+type recWriter struct {
+	w   io.Writer
+	crc hash.Hash32
+	err error
+	hdr [1 + binary.MaxVarintLen64]byte
+}
+
+func (rw *recWriter) raw(b []byte) {
+	if rw.err != nil {
+		return
+	}
+	_, rw.err = rw.w.Write(b)
+	rw.crc.Write(b)
+}
+
+func (rw *recWriter) record(typ byte, payload []byte) {
+	rw.hdr[0] = typ
+	n := binary.PutUvarint(rw.hdr[1:], uint64(len(payload)))
+	rw.raw(rw.hdr[:1+n])
+	rw.raw(payload)
+}
+
+func (rw *recWriter) proto(typ byte, m proto.Message) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil && rw.err == nil {
+		rw.err = err
+	}
+	rw.record(typ, b)
+}
+
+// hashes writes hs as batch records.
+func (rw *recWriter) hashes(hs []Hash, buf []byte) []byte {
+	for len(hs) > 0 {
+		n := min(len(hs), batchHashes)
+		buf = buf[:0]
+		for i := 0; i < n; i++ {
+			buf = append(buf, hs[i][:]...)
+		}
+		rw.record(recHashes, buf)
+		hs = hs[n:]
+	}
+	return buf
+}
+
+// sortKey orders a shard's entries: hash bytes 1..8 as an integer (byte 0
+// is the shard), ties broken by the whole hash.
+type sortKey struct {
+	k uint64
+	l uint32
+}
+
+func (v *view) write(w io.Writer) error {
+	rw := &recWriter{w: w, crc: crc32.New(castagnoli)}
+	var hdr [12]byte
+	copy(hdr[:], snapMagic)
+	binary.LittleEndian.PutUint32(hdr[8:], snapVersion)
+	rw.raw(hdr[:])
+
+	blobCount := 0
+	tombs := v.liveTombs()
+	for _, sh := range v.tab.shards {
+		sh.each(func(_ uint32, e *entry) {
+			if trackedStatus(e.status) || e.status == uint8(StatusDeleting) {
+				blobCount++
+			}
+		})
+	}
+	rw.proto(recMeta, &fsmpb.SnapshotMeta{
+		AppliedIndex: v.applied, ClusterTimeNs: v.clusterTime, WallTimeNs: v.wallTime,
+		Config: v.config.toProto(), NextHistorySeq: v.nextHistSeq, BlobCount: uint64(blobCount),
+		NodeCount: uint64(len(v.nodes)), StagingCount: uint64(len(v.staging)),
+		HistoryCount: uint64(len(v.history)), TombstoneCount: uint64(len(tombs)),
+	})
+
+	// Blobs, shard by shard: shards partition by the first byte, so the
+	// concatenation of sorted shards is in hash order.
+	var keys []sortKey
+	buf := make([]byte, 0, batchBlobs*blobRecSize)
+	for _, sh := range v.tab.shards {
+		keys = keys[:0]
+		sh.each(func(l uint32, e *entry) {
+			if trackedStatus(e.status) || e.status == uint8(StatusDeleting) {
+				keys = append(keys, sortKey{k: binary.BigEndian.Uint64(e.hash[1:9]), l: l})
+			}
+		})
+		slices.SortFunc(keys, func(a, b sortKey) int {
+			if a.k != b.k {
+				if a.k < b.k {
+					return -1
+				}
+				return 1
+			}
+			return bytes.Compare(sh.at(a.l).hash[:], sh.at(b.l).hash[:])
+		})
+		for len(keys) > 0 {
+			n := min(len(keys), batchBlobs)
+			buf = buf[:0]
+			for _, k := range keys[:n] {
+				e := sh.at(k.l)
+				buf = append(buf, e.hash[:]...)
+				buf = binary.LittleEndian.AppendUint64(buf, uint64(e.since))
+				buf = append(buf, e.status, e.flags&persistMsk)
+			}
+			rw.record(recBlobs, buf)
+			keys = keys[n:]
+		}
+		if rw.err != nil {
+			return rw.err
+		}
+	}
+
+	var hs []Hash
+	for _, n := range v.nodes {
+		rw.proto(recNode, &fsmpb.SnapshotNode{
+			Id: n.id, LastReportNs: n.lastReport, LastWallNs: n.lastWall, Seq: n.seq,
+			ActiveCount: n.active.GetCardinality(), PinnedCount: n.pinned.GetCardinality(),
+			LastChunkReportId: n.lastChunk,
+		})
+		for _, b := range []*roaring.Bitmap{n.active, n.pinned} {
+			hs = v.setHashes(b, hs[:0])
+			buf = rw.hashes(hs, buf)
+		}
+		if rw.err != nil {
+			return rw.err
+		}
+	}
+	for _, st := range v.staging {
+		rw.proto(recStaging, &fsmpb.SnapshotStaging{
+			NodeId: st.nodeID, ReportId: st.reportID, NextIndex: st.next,
+			ActiveCount: uint64(len(st.active)), PinnedCount: uint64(len(st.pinned)),
+		})
+		buf = rw.hashes(st.active, buf)
+		buf = rw.hashes(st.pinned, buf)
+	}
+	for i := range v.history {
+		ev := &v.history[i]
+		rw.proto(recHistory, &fsmpb.HistoryEvent{
+			Seq: ev.Seq, TimeNs: ev.Time, WallTimeNs: ev.WallTime, NewlyMarked: PackHashes(ev.NewlyMarked),
+			EligibleCount: uint64(ev.EligibleCount), Preserved: uint64(ev.Preserved),
+			NodesReporting: uint64(ev.NodesReporting), Skipped: ev.Skipped,
+		})
+	}
+	rw.hashes(tombs, buf)
+	rw.record(recEnd, nil)
+	if rw.err != nil {
+		return rw.err
+	}
+	var tr [4]byte
+	binary.LittleEndian.PutUint32(tr[:], rw.crc.Sum32())
+	_, err := w.Write(tr[:])
+	return err
+}
+
+// setHashes returns the hashes of a node set in hash order. Ids ascend by
+// shard, and a shard holds the hashes with one first byte, so sorting within
+// each shard's run is enough.
+func (v *view) setHashes(b *roaring.Bitmap, out []Hash) []Hash {
+	it := b.Iterator()
+	start, cur := len(out), uint32(numShards)
+	for it.HasNext() {
+		id := it.Next()
+		if sh := id >> localBits; sh != cur {
+			sortHashes(out[start:])
+			start, cur = len(out), sh
+		}
+		out = append(out, v.tab.get(id).hash)
+	}
+	sortHashes(out[start:])
+	return out
+}
+
+// liveTombs returns the hashes of the tombstones still valid, oldest first.
+func (v *view) liveTombs() []Hash {
+	var out []Hash
+	for _, t := range v.tombs {
+		if !v.tab.valid(t.id) {
+			continue
+		}
+		if e := v.tab.get(t.id); e.status == uint8(StatusCollected) && e.since == int64(t.seq) {
+			out = append(out, e.hash)
+		}
+	}
+	return out
+}
+
+// ---- Restore ----
+
+// Restore replaces the whole state with the snapshot in rc. A stream that is
+// corrupt, truncated, of another version or inconsistent is rejected and the
+// current state is kept.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := readState(rc)
+	if err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	f.mu.Lock()
+	f.st = st
+	f.mu.Unlock()
+	return nil
+}
+
+// ErrCorrupt is wrapped by every Restore error about the stream's content.
+var ErrCorrupt = errors.New("corrupt snapshot")
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+type recReader struct {
+	r   *bufio.Reader
+	crc hash.Hash32
+	buf []byte
+	one [1]byte
+}
+
+func (rr *recReader) ReadByte() (byte, error) {
+	b, err := rr.r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	rr.one[0] = b
+	rr.crc.Write(rr.one[:])
+	return b, nil
+}
+
+// next reads one record. The payload is valid until the next call.
+func (rr *recReader) next() (byte, []byte, error) {
+	typ, err := rr.ReadByte()
+	if err != nil {
+		return 0, nil, truncated(err)
+	}
+	n, err := binary.ReadUvarint(rr)
+	if err != nil {
+		return 0, nil, truncated(err)
+	}
+	if n > maxRecordLen {
+		return 0, nil, corrupt("record length %d exceeds %d", n, maxRecordLen)
+	}
+	// Grow with the data actually read so a bogus length cannot allocate
+	// more than the stream holds.
+	rr.buf = rr.buf[:0]
+	for remaining := int(n); remaining > 0; {
+		chunk := min(remaining, 1<<20)
+		start := len(rr.buf)
+		rr.buf = slices.Grow(rr.buf, chunk)[:start+chunk]
+		if _, err := io.ReadFull(rr.r, rr.buf[start:]); err != nil {
+			return 0, nil, truncated(err)
+		}
+		remaining -= chunk
+	}
+	rr.crc.Write(rr.buf)
+	return typ, rr.buf, nil
+}
+
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return corrupt("truncated stream")
+	}
+	return err
+}
+
+func (rr *recReader) expect(typ byte) ([]byte, error) {
+	t, p, err := rr.next()
+	if err != nil {
+		return nil, err
+	}
+	if t != typ {
+		return nil, corrupt("record type %d, expected %d", t, typ)
+	}
+	return p, nil
+}
+
+func (rr *recReader) message(typ byte, m proto.Message) error {
+	p, err := rr.expect(typ)
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(p, m); err != nil {
+		return corrupt("record type %d: %v", typ, err)
+	}
+	return nil
+}
+
+// hashList reads count hashes from batch records; ascending requires
+// strictly increasing hashes.
+func (rr *recReader) hashList(count uint64, ascending bool, out []Hash) ([]Hash, error) {
+	var prev Hash
+	for got := uint64(0); got < count; {
+		p, err := rr.expect(recHashes)
+		if err != nil {
+			return nil, err
+		}
+		if len(p) == 0 || len(p)%HashSize != 0 || uint64(len(p)/HashSize) > count-got {
+			return nil, corrupt("hash batch of %d bytes with %d hashes outstanding", len(p), count-got)
+		}
+		for i := 0; i < len(p)/HashSize; i++ {
+			h := hashAt(p, i)
+			if ascending && got > 0 && h.Compare(prev) <= 0 {
+				return nil, corrupt("hashes not in strictly increasing order")
+			}
+			prev = h
+			out = append(out, h)
+			got++
+		}
+	}
+	return out, nil
+}
+
+func readState(r io.Reader) (*state, error) {
+	rr := &recReader{r: bufio.NewReaderSize(r, 1<<20), crc: crc32.New(castagnoli)}
+	var hdr [12]byte
+	if _, err := io.ReadFull(rr.r, hdr[:]); err != nil {
+		return nil, truncated(err)
+	}
+	rr.crc.Write(hdr[:])
+	if string(hdr[:8]) != snapMagic {
+		return nil, corrupt("bad magic")
+	}
+	if v := binary.LittleEndian.Uint32(hdr[8:]); v != snapVersion {
+		return nil, fmt.Errorf("%w: snapshot version %d unsupported (want %d)", ErrCorrupt, v, snapVersion)
+	}
+	var meta fsmpb.SnapshotMeta
+	if err := rr.message(recMeta, &meta); err != nil {
+		return nil, err
+	}
+	cfg, err := configFromProto(meta.GetConfig())
+	if err != nil {
+		return nil, corrupt("config: %v", err)
+	}
+	if meta.GetClusterTimeNs() < 0 || meta.GetNextHistorySeq() < 1 {
+		return nil, corrupt("meta out of range")
+	}
+	s := newState(cfg)
+	s.applied, s.clusterTime, s.wallTime = meta.GetAppliedIndex(), meta.GetClusterTimeNs(), meta.GetWallTimeNs()
+	s.nextHistSeq = meta.GetNextHistorySeq()
+
+	// Blobs.
+	var prev Hash
+	var unref []unrefItem
+	for got := uint64(0); got < meta.GetBlobCount(); {
+		p, err := rr.expect(recBlobs)
+		if err != nil {
+			return nil, err
+		}
+		if len(p) == 0 || len(p)%blobRecSize != 0 || uint64(len(p)/blobRecSize) > meta.GetBlobCount()-got {
+			return nil, corrupt("blob batch of %d bytes", len(p))
+		}
+		for off := 0; off < len(p); off += blobRecSize {
+			var h Hash
+			copy(h[:], p[off:])
+			since := int64(binary.LittleEndian.Uint64(p[off+32:]))
+			status, flags := p[off+40], p[off+41]
+			if got > 0 && h.Compare(prev) <= 0 {
+				return nil, corrupt("blobs not in strictly increasing hash order")
+			}
+			prev = h
+			got++
+			if !trackedStatus(status) && status != uint8(StatusDeleting) {
+				return nil, corrupt("blob %s: status %d", h, status)
+			}
+			if flags&^persistMsk != 0 || (flags&flagCPin != 0 && status != uint8(StatusPinned)) {
+				return nil, corrupt("blob %s: flags %#x with status %d", h, flags, status)
+			}
+			if status == uint8(StatusUnreferenced) {
+				if since < 0 || since > s.clusterTime {
+					return nil, corrupt("blob %s: since %d outside [0, %d]", h, since, s.clusterTime)
+				}
+			} else if since != 0 {
+				return nil, corrupt("blob %s: since set for status %d", h, status)
+			}
+			// Strictly increasing hashes are distinct: no lookup needed;
+			// slots are built once after the last blob.
+			id, ok := s.tab.appendUnplaced(&h)
+			if !ok {
+				return nil, corrupt("too many blobs in one shard")
+			}
+			e := s.tab.mut(id)
+			e.status, e.since, e.flags = status, since, e.flags|flags
+			if status == uint8(StatusUnreferenced) {
+				unref = append(unref, unrefItem{since: since, id: id})
+			}
+		}
+	}
+
+	s.tab.placeAll()
+
+	// Nodes.
+	var hs []Hash
+	var ids []uint32
+	var prevID string
+	for i := uint64(0); i < meta.GetNodeCount(); i++ {
+		var m fsmpb.SnapshotNode
+		if err := rr.message(recNode, &m); err != nil {
+			return nil, err
+		}
+		if err := validateNodeID("node", m.GetId()); err != nil {
+			return nil, corrupt("%v", err)
+		}
+		if i > 0 && m.GetId() <= prevID {
+			return nil, corrupt("nodes not in increasing id order")
+		}
+		prevID = m.GetId()
+		if m.GetLastReportNs() > s.clusterTime {
+			return nil, corrupt("node %q: last report after cluster time", m.GetId())
+		}
+		n := &node{id: m.GetId(), lastReport: m.GetLastReportNs(), lastWall: m.GetLastWallNs(), seq: m.GetSeq(), lastChunk: m.GetLastChunkReportId()}
+		for k, cnt := range []uint64{m.GetActiveCount(), m.GetPinnedCount()} {
+			if hs, err = rr.hashList(cnt, true, hs[:0]); err != nil {
+				return nil, err
+			}
+			ids = ids[:0]
+			for j := range hs {
+				id, _, ok := s.tab.insert(&hs[j])
+				if !ok {
+					return nil, corrupt("too many blobs in one shard")
+				}
+				ids = append(ids, id)
+				e := s.tab.mut(id)
+				if k == 0 {
+					e.refs++
+				} else {
+					e.pins++
+				}
+			}
+			slices.Sort(ids)
+			b := newBitmap()
+			b.AddMany(ids)
+			if k == 0 {
+				n.active = b
+			} else {
+				n.pinned = b
+			}
+		}
+		s.nodes[n.id] = n
+	}
+
+	// Staged chunked reports.
+	prevID = ""
+	for i := uint64(0); i < meta.GetStagingCount(); i++ {
+		var m fsmpb.SnapshotStaging
+		if err := rr.message(recStaging, &m); err != nil {
+			return nil, err
+		}
+		if err := validateNodeID("staging", m.GetNodeId()); err != nil {
+			return nil, corrupt("%v", err)
+		}
+		if i > 0 && m.GetNodeId() <= prevID {
+			return nil, corrupt("staging not in increasing node id order")
+		}
+		prevID = m.GetNodeId()
+		if m.GetReportId() == 0 || m.GetActiveCount()+m.GetPinnedCount() > MaxStagedHashes {
+			return nil, corrupt("staging of node %q out of range", m.GetNodeId())
+		}
+		st := &staged{nodeID: m.GetNodeId(), reportID: m.GetReportId(), next: m.GetNextIndex()}
+		if st.active, err = rr.hashList(m.GetActiveCount(), false, nil); err != nil {
+			return nil, err
+		}
+		if st.pinned, err = rr.hashList(m.GetPinnedCount(), false, nil); err != nil {
+			return nil, err
+		}
+		s.staging[st.nodeID] = st
+	}
+
+	// History.
+	if meta.GetHistoryCount() > uint64(cfg.HistoryLimit) {
+		return nil, corrupt("%d history events above the limit %d", meta.GetHistoryCount(), cfg.HistoryLimit)
+	}
+	for i := uint64(0); i < meta.GetHistoryCount(); i++ {
+		var m fsmpb.HistoryEvent
+		if err := rr.message(recHistory, &m); err != nil {
+			return nil, err
+		}
+		nm, err := UnpackHashes(m.GetNewlyMarked())
+		if err != nil {
+			return nil, corrupt("history: %v", err)
+		}
+		if (len(s.history) > 0 && m.GetSeq() <= s.history[len(s.history)-1].Seq) || m.GetSeq() >= s.nextHistSeq || m.GetSeq() == 0 {
+			return nil, corrupt("history seq %d out of order", m.GetSeq())
+		}
+		if len(nm) == 0 {
+			nm = nil
+		}
+		s.history = append(s.history, HistoryEvent{
+			Seq: m.GetSeq(), Time: m.GetTimeNs(), WallTime: m.GetWallTimeNs(), NewlyMarked: nm,
+			EligibleCount: int(m.GetEligibleCount()), Preserved: int(m.GetPreserved()),
+			NodesReporting: int(m.GetNodesReporting()), Skipped: m.GetSkipped(),
+		})
+	}
+
+	// Tombstones, oldest first.
+	if meta.GetTombstoneCount() > uint64(cfg.TombstoneLimit) {
+		return nil, corrupt("%d tombstones above the limit %d", meta.GetTombstoneCount(), cfg.TombstoneLimit)
+	}
+	if hs, err = rr.hashList(meta.GetTombstoneCount(), false, hs[:0]); err != nil {
+		return nil, err
+	}
+	for j := range hs {
+		id, _, ok := s.tab.insert(&hs[j])
+		if !ok {
+			return nil, corrupt("too many blobs in one shard")
+		}
+		e := s.tab.mut(id)
+		if e.status != uint8(StatusNotFound) {
+			return nil, corrupt("tombstone %s is also a known blob or a repeated tombstone", hs[j])
+		}
+		e.status = uint8(StatusCollected)
+		e.since = int64(s.nextTombSeq)
+		s.tombs = append(s.tombs, tombItem{seq: s.nextTombSeq, id: id})
+		s.nextTombSeq++
+	}
+
+	if _, err := rr.expect(recEnd); err != nil {
+		return nil, err
+	}
+	want := rr.crc.Sum32()
+	var tr [4]byte
+	if _, err := io.ReadFull(rr.r, tr[:]); err != nil {
+		return nil, truncated(err)
+	}
+	if got := binary.LittleEndian.Uint32(tr[:]); got != want {
+		return nil, corrupt("checksum mismatch")
+	}
+	if _, err := rr.r.ReadByte(); err != io.EOF {
+		return nil, corrupt("trailing data after the checksum")
+	}
+	s.rebuildDerived(unref)
+	return s, nil
+}
+
+// rebuildDerived recomputes counts, dangling, the MARKED set, the
+// UNREFERENCED FIFO and the dirty list from the restored entries.
+func (s *state) rebuildDerived(unref []unrefItem) {
+	s.marked = btree.NewG[Hash](32, hashLess)
+	for _, sh := range s.tab.shards {
+		sh.each(func(_ uint32, e *entry) {
+			s.counts[e.status]++
+			if isDangling(e) {
+				s.dangling++
+			}
+			if e.status == uint8(StatusMarked) {
+				s.marked.ReplaceOrInsert(e.hash)
+			}
+		})
+	}
+	s.counts[StatusNotFound] = 0
+	// Blobs arrive in hash order, so a stable sort by since is deterministic.
+	slices.SortStableFunc(unref, func(a, b unrefItem) int {
+		switch {
+		case a.since < b.since:
+			return -1
+		case a.since > b.since:
+			return 1
+		}
+		return 0
+	})
+	s.unref = unref
+	for si, sh := range s.tab.shards {
+		sh.each(func(l uint32, e *entry) {
+			if !trackedStatus(e.status) {
+				return
+			}
+			var want Status
+			switch {
+			case e.flags&flagCPin != 0 || e.pins > 0:
+				want = StatusPinned
+			case e.refs > 0:
+				want = StatusActive
+			default:
+				want = StatusUnreferenced
+			}
+			cur := Status(e.status)
+			if cur == StatusMarked {
+				cur = StatusUnreferenced
+			}
+			if cur != want {
+				e.flags |= flagDirty // the restored table is owned by s: no copy-on-write needed
+				s.dirty = append(s.dirty, uint32(si)<<localBits|l)
+			}
+		})
+	}
+}

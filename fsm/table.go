@@ -1,0 +1,324 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// The blob table: 256 shards selected by the first hash byte. Each shard is
+// an open-addressing hash table (linear probing, uint32 slots) over entries
+// kept in fixed-size pages, so a blob costs its 56-byte entry plus about 5-11
+// bytes of slots. A blob's id is shard<<24 | index in the shard; ids index
+// the node bitmaps and are recycled through a per-shard free list.
+//
+// Copy-on-write: freezing the table (for a snapshot) bumps the table
+// generation and keeps the shard pointers. The live table copies a shard
+// header (page pointers, free list) on its first write after a freeze, its
+// slots only when an insert or delete changes them, and each page of 256
+// entries only when an entry in it changes. Freezing is O(shards); the first
+// change of an entry after a freeze costs a 14 KiB page copy.
+
+const (
+	numShards  = 256
+	localBits  = 24
+	maxLocal   = 1<<localBits - 1 // entries per shard: local+1 must fit the slot's low 24 bits
+	localMask  = 1<<localBits - 1
+	pageBits   = 8
+	pageSize   = 1 << pageBits
+	pageMask   = pageSize - 1
+	minSlots   = 16
+	noID       = ^uint32(0)
+	flagCPin   = 1 << 0 // coordinator pin
+	flagReg    = 1 << 1 // registered through RegisterBlobs
+	flagDirty  = 1 << 2 // in the dirty list: status may differ from what the next cycle computes
+	flagInUse  = 1 << 3 // the entry holds a blob (free entries have no flags)
+	persistMsk = flagCPin | flagReg
+)
+
+// entry is one blob: 56 bytes.
+type entry struct {
+	hash   Hash
+	since  int64  // UNREFERENCED: since (cluster ns); COLLECTED: tombstone sequence
+	refs   uint32 // live reports whose active set holds the blob
+	pins   uint32 // live reports whose pinned set holds the blob
+	status uint8  // Status
+	flags  uint8
+}
+
+type page struct {
+	gen uint64 // table generation that owns the page
+	e   [pageSize]entry
+}
+
+type shard struct {
+	gen      uint64   // table generation that owns this header, pages and free
+	slotsGen uint64   // table generation that owns slots
+	slots    []uint32 // 0 = empty, else tag<<24 | (local index + 1)
+	pages    []*page
+	length   uint32 // entries allocated (in use or free)
+	free     []uint32
+	n        int // entries in use
+}
+
+type table struct {
+	gen    uint64
+	shards [numShards]*shard
+	n      int
+}
+
+func newTable() *table {
+	t := &table{gen: 1}
+	for i := range t.shards {
+		t.shards[i] = &shard{gen: t.gen, slotsGen: t.gen}
+	}
+	return t
+}
+
+// freeze returns a read-only view sharing all shards and makes later writes
+// to the live table copy what they touch.
+func (t *table) freeze() *table {
+	v := *t
+	t.gen++
+	return &v
+}
+
+// home mixes all 32 bytes of the hash into the probe start. It is a fixed
+// function, not a seeded one: the FSM uses no randomness, so every server
+// lays out its table the same way. Blob hashes are content hashes, already
+// uniform; the mixing only guards against structured test or client input.
+func (t *table) home(h *Hash) uint64 {
+	const k1, k2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
+	x := binary.LittleEndian.Uint64(h[0:]) * k1
+	x ^= bits.RotateLeft64(binary.LittleEndian.Uint64(h[8:])*k2, 31)
+	x ^= bits.RotateLeft64(binary.LittleEndian.Uint64(h[16:])*k1, 17)
+	x ^= bits.RotateLeft64(binary.LittleEndian.Uint64(h[24:])*k2, 47)
+	// murmur3's 64-bit finaliser: every input bit reaches the top byte (the tag).
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+func (s *shard) at(l uint32) *entry { return &s.pages[l>>pageBits].e[l&pageMask] }
+
+// tag is the top byte of the hash value, kept in the slot so that probing
+// rarely touches an entry that does not match.
+func tag(hv uint64) uint32 { return uint32(hv>>56) << localBits }
+
+const slotLocal = 1<<localBits - 1
+
+func (t *table) lookup(h *Hash) (uint32, bool) {
+	si := h[0]
+	s := t.shards[si]
+	if len(s.slots) == 0 {
+		return noID, false
+	}
+	hv := t.home(h)
+	tg := tag(hv)
+	mask := uint64(len(s.slots) - 1)
+	for i := hv & mask; ; i = (i + 1) & mask {
+		v := s.slots[i]
+		if v == 0 {
+			return noID, false
+		}
+		if v&^slotLocal == tg {
+			if l := v&slotLocal - 1; s.at(l).hash == *h {
+				return uint32(si)<<localBits | l, true
+			}
+		}
+	}
+}
+
+// get returns the entry for reading only.
+func (t *table) get(id uint32) *entry {
+	return t.shards[id>>localBits].at(id & localMask)
+}
+
+// valid reports whether id names an entry in use.
+func (t *table) valid(id uint32) bool {
+	s := t.shards[id>>localBits]
+	l := id & localMask
+	return l < s.length && s.at(l).flags&flagInUse != 0
+}
+
+// each calls fn for every entry in use, in index order.
+func (s *shard) each(fn func(l uint32, e *entry)) {
+	for pi, p := range s.pages {
+		base := uint32(pi) << pageBits
+		end := min(uint32(pageSize), s.length-base)
+		for k := uint32(0); k < end; k++ {
+			if e := &p.e[k]; e.flags&flagInUse != 0 {
+				fn(base+k, e)
+			}
+		}
+	}
+}
+
+func (t *table) mutShard(si int) *shard {
+	s := t.shards[si]
+	if s.gen == t.gen {
+		return s
+	}
+	c := *s
+	c.gen = t.gen
+	c.pages = append(make([]*page, 0, cap(s.pages)), s.pages...)
+	c.free = append([]uint32(nil), s.free...)
+	t.shards[si] = &c
+	return &c
+}
+
+func (t *table) mutSlots(s *shard) {
+	if s.slotsGen != t.gen {
+		s.slots = append([]uint32(nil), s.slots...)
+		s.slotsGen = t.gen
+	}
+}
+
+func (t *table) mutEntry(s *shard, l uint32) *entry {
+	pi := l >> pageBits
+	p := s.pages[pi]
+	if p.gen != t.gen {
+		c := new(page)
+		*c = *p
+		c.gen = t.gen
+		s.pages[pi] = c
+		p = c
+	}
+	return &p.e[l&pageMask]
+}
+
+// mut returns the entry for writing.
+func (t *table) mut(id uint32) *entry {
+	s := t.mutShard(int(id >> localBits))
+	return t.mutEntry(s, id&localMask)
+}
+
+// insert returns the id of h, adding an entry (status NOT_FOUND, in use, no
+// other flags) if it is absent. ok is false only if the shard is full.
+func (t *table) insert(h *Hash) (id uint32, created, ok bool) {
+	if id, found := t.lookup(h); found {
+		return id, false, true
+	}
+	si := int(h[0])
+	s := t.mutShard(si)
+	var local uint32
+	if n := len(s.free); n > 0 {
+		local = s.free[n-1]
+		s.free = s.free[:n-1]
+	} else {
+		if s.length >= maxLocal {
+			return noID, false, false
+		}
+		local = s.length
+		if local&pageMask == 0 {
+			s.pages = append(s.pages, &page{gen: t.gen})
+		}
+		s.length++
+	}
+	e := t.mutEntry(s, local)
+	// A recycled entry keeps flagDirty: its id is still in the dirty list.
+	*e = entry{hash: *h, flags: flagInUse | e.flags&flagDirty}
+	s.n++
+	t.n++
+	if (s.n+1)*4 > len(s.slots)*3 {
+		t.grow(s)
+	} else {
+		t.mutSlots(s)
+		t.place(s, local)
+	}
+	return uint32(si)<<localBits | local, true, true
+}
+
+func (t *table) place(s *shard, local uint32) {
+	mask := uint64(len(s.slots) - 1)
+	hv := t.home(&s.at(local).hash)
+	i := hv & mask
+	for s.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	s.slots[i] = tag(hv) | (local + 1)
+}
+
+// grow rehashes s into twice the slots (a fresh array, so it needs no
+// copy-on-write), placing every entry in use.
+func (t *table) grow(s *shard) {
+	size := max(minSlots, 2*len(s.slots))
+	for (s.n+1)*4 > size*3 {
+		size <<= 1
+	}
+	s.slots = make([]uint32, size)
+	s.slotsGen = t.gen
+	s.each(func(l uint32, _ *entry) { t.place(s, l) })
+}
+
+// remove deletes the entry id (backward-shift deletion keeps probe chains
+// without tombstones) and recycles its index.
+func (t *table) remove(id uint32) {
+	si := int(id >> localBits)
+	local := id & localMask
+	s := t.mutShard(si)
+	t.mutSlots(s)
+	mask := uint64(len(s.slots) - 1)
+	i := t.home(&s.at(local).hash) & mask
+	for s.slots[i]&slotLocal != local+1 {
+		i = (i + 1) & mask
+	}
+	j := i
+	for {
+		j = (j + 1) & mask
+		v := s.slots[j]
+		if v == 0 {
+			break
+		}
+		k := t.home(&s.at(v&slotLocal-1).hash) & mask
+		// The entry at j may move to the hole at i unless its home lies
+		// cyclically in (i, j].
+		if (j > i && (k <= i || k > j)) || (j < i && k <= i && k > j) {
+			s.slots[i] = v
+			i = j
+		}
+	}
+	s.slots[i] = 0
+	e := t.mutEntry(s, local)
+	*e = entry{flags: e.flags & flagDirty} // still listed in the dirty list
+
+	s.free = append(s.free, local)
+	s.n--
+	t.n--
+}
+
+// appendUnplaced adds an entry for h without a slot; it is for bulk loading
+// hashes known to be absent, followed by placeAll. ok is false if the shard
+// is full.
+func (t *table) appendUnplaced(h *Hash) (uint32, bool) {
+	si := int(h[0])
+	s := t.mutShard(si)
+	if s.length >= maxLocal {
+		return noID, false
+	}
+	local := s.length
+	if local&pageMask == 0 {
+		s.pages = append(s.pages, &page{gen: t.gen})
+	}
+	s.length++
+	*t.mutEntry(s, local) = entry{hash: *h, flags: flagInUse}
+	s.n++
+	t.n++
+	return uint32(si)<<localBits | local, true
+}
+
+// placeAll rebuilds every shard's slots at a load of at most 3/4.
+func (t *table) placeAll() {
+	for si := range t.shards {
+		s := t.mutShard(si)
+		size := minSlots
+		for (s.n+1)*4 > size*3 {
+			size <<= 1
+		}
+		s.slots = make([]uint32, size)
+		s.slotsGen = t.gen
+		s.each(func(l uint32, _ *entry) { t.place(s, l) })
+	}
+}
