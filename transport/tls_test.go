@@ -1,0 +1,277 @@
+package transport
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/blobgc/blobgc/transport/transportpb"
+)
+
+// testPKI is a cluster CA generated for one test.
+type testPKI struct {
+	caCert *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	pool   *x509.CertPool
+	serial int64
+}
+
+func newTestPKI(tb testing.TB) *testPKI {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "blobgc test cluster CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testPKI{caCert: cert, caKey: key, pool: pool, serial: 1}
+}
+
+// issue signs a certificate for name, valid for 127.0.0.1, usable as both
+// server and client certificate (a peer is both).
+func (p *testPKI) issue(tb testing.TB, name string) tls.Certificate {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(p.serial),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// peerTLS returns a peer's client TLS config (for Config.TLS) and the shared
+// server's TLS config: client certificates verified if given.
+func (p *testPKI) peerTLS(tb testing.TB) (client, server *tls.Config) {
+	cert := p.issue(tb, "peer.blobgc.test")
+	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: p.pool, MinVersion: tls.VersionTLS13}
+	server = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    p.pool,
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		MinVersion:   tls.VersionTLS13,
+	}
+	return client, server
+}
+
+func newTLSNode(t *testing.T, pki *testPKI, cfg Config) *node {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serverTLS *tls.Config
+	cfg.TLS, serverTLS = pki.peerTLS(t)
+	return newNodeOn(t, lis, cfg, serverTLS)
+}
+
+func TestTLS_PeersWithClusterCertificates(t *testing.T) {
+	pki := newTestPKI(t)
+	n1 := newTLSNode(t, pki, Config{})
+	n2 := newTLSNode(t, pki, Config{})
+	respondAll(t, n1.trans.Consumer(), func(rpc raft.RPC) (any, error) {
+		switch rpc.Command.(type) {
+		case *raft.RequestVoteRequest:
+			return &raft.RequestVoteResponse{Term: 3, Granted: true}, nil
+		default:
+			return &raft.AppendEntriesResponse{Term: 3, Success: true}, nil
+		}
+	})
+	var vote raft.RequestVoteResponse
+	if err := n2.trans.RequestVote("n1", n1.addr, &raft.RequestVoteRequest{Term: 3}, &vote); err != nil {
+		t.Fatal(err)
+	}
+	if !vote.Granted {
+		t.Fatal("vote not granted")
+	}
+	p, err := n2.trans.AppendEntriesPipeline("n1", n1.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	args := makeAppendRPC()
+	if _, err := p.AppendEntries(&args, new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	f := <-p.Consumer()
+	if err := f.Error(); err != nil || !f.Response().Success {
+		t.Fatalf("pipelined append over mTLS: %v %+v", err, f.Response())
+	}
+}
+
+// dialTLS connects to a node's shared server as an arbitrary client.
+func dialTLS(t *testing.T, addr raft.ServerAddress, cfg *tls.Config) *grpc.ClientConn {
+	conn, err := grpc.NewClient("passthrough:///"+string(addr), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func TestTLS_RaftServiceRefusesCallerWithoutPeerCert(t *testing.T) {
+	pki := newTestPKI(t)
+	n1 := newTLSNode(t, pki, Config{})
+	// An API client: trusts the cluster CA but has no certificate.
+	conn := dialTLS(t, n1.addr, &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS13})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	_, err := pb.NewRaftClient(conn).RequestVote(ctx, &pb.RequestVoteRequest{Term: 99})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("RequestVote without a certificate: %v, want Unauthenticated", err)
+	}
+	stream, err := pb.NewRaftClient(conn).AppendEntriesPipeline(ctx)
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("pipeline without a certificate: %v, want Unauthenticated", err)
+	}
+	select {
+	case rpc := <-n1.trans.Consumer():
+		t.Fatalf("unauthenticated call reached raft: %T", rpc.Command)
+	default:
+	}
+	// Other services on the shared server stay open to such clients.
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health check without a certificate: %v %v", resp, err)
+	}
+}
+
+func TestTLS_ForeignCAIsRefused(t *testing.T) {
+	pki := newTestPKI(t)
+	n1 := newTLSNode(t, pki, Config{})
+	rogue := newTestPKI(t)
+	conn := dialTLS(t, n1.addr, &tls.Config{
+		Certificates: []tls.Certificate{rogue.issue(t, "rogue")},
+		RootCAs:      pki.pool,
+		MinVersion:   tls.VersionTLS13,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := pb.NewRaftClient(conn).RequestVote(ctx, &pb.RequestVoteRequest{Term: 1}); err == nil {
+		t.Fatal("a certificate from a foreign CA was accepted")
+	}
+	// And the transport itself, configured with the foreign CA, fails.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS, _ := rogue.peerTLS(t)
+	clientTLS.RootCAs = pki.pool
+	n2 := newNodeOn(t, lis, Config{TLS: clientTLS, HeartbeatTimeout: 2 * time.Second}, nil)
+	if err := n2.trans.RequestVote("n1", n1.addr, &raft.RequestVoteRequest{Term: 1}, new(raft.RequestVoteResponse)); err == nil {
+		t.Fatal("transport with a foreign certificate got through")
+	}
+}
+
+func TestTLS_ServerNameIsVerified(t *testing.T) {
+	// A server whose certificate is from another CA is not trusted, so a
+	// reused address cannot impersonate a peer.
+	pki := newTestPKI(t)
+	other := newTestPKI(t)
+	n1 := newTLSNode(t, other, Config{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS, _ := pki.peerTLS(t)
+	n2 := newNodeOn(t, lis, Config{TLS: clientTLS, HeartbeatTimeout: 2 * time.Second}, nil)
+	err = n2.trans.RequestVote("n1", n1.addr, &raft.RequestVoteRequest{Term: 1}, new(raft.RequestVoteResponse))
+	if err == nil {
+		t.Fatal("a server with an untrusted certificate was accepted")
+	}
+}
+
+func TestTLS_AuthorizeCallback(t *testing.T) {
+	pki := newTestPKI(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS, serverTLS := pki.peerTLS(t)
+	unary, stream := RequirePeerCert(func(cert *x509.Certificate) error {
+		if cert.Subject.CommonName != "allowed" {
+			return errors.New("not a member: " + cert.Subject.CommonName)
+		}
+		return nil
+	})
+	trans, err := New(Config{LocalAddr: raft.ServerAddress(lis.Addr().String())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the server's credentials and the custom interceptors, no
+	// default RequirePeerCert(nil).
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)),
+		grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	trans.Register(srv)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { trans.Close(); srv.Stop() })
+
+	conn := dialTLS(t, raft.ServerAddress(lis.Addr().String()), clientTLS)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = pb.NewRaftClient(conn).RequestVote(ctx, &pb.RequestVoteRequest{Term: 1})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("err = %v, want PermissionDenied", err)
+	}
+}
+
+func TestTLS_ServerOptionsWithoutTLSDoNotRequireCerts(t *testing.T) {
+	// Plaintext servers (tests, dev mode) must not refuse raft calls.
+	n1 := newNode(t, Config{})
+	n2 := newNode(t, Config{})
+	respondAll(t, n1.trans.Consumer(), func(rpc raft.RPC) (any, error) {
+		return &raft.RequestVoteResponse{Granted: true}, nil
+	})
+	if err := n2.trans.RequestVote("n1", n1.addr, &raft.RequestVoteRequest{Term: 1}, new(raft.RequestVoteResponse)); err != nil {
+		t.Fatal(err)
+	}
+}
