@@ -1,0 +1,166 @@
+package cluster_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+
+	pb "github.com/blobgc/blobgc/api/blobgc/v1"
+	"github.com/blobgc/blobgc/cluster"
+	"github.com/blobgc/blobgc/cluster/clustertest"
+)
+
+func TestHealthAndReflection(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 3})
+	ctx := ctxT(t, 20*time.Second)
+	leader := c.Leader()
+	check := func(s *cluster.Server, service string) healthpb.HealthCheckResponse_ServingStatus {
+		r, err := healthpb.NewHealthClient(c.Conn(s.Addr())).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		if err != nil {
+			t.Fatalf("health %s %q: %v", s.ID(), service, err)
+		}
+		return r.Status
+	}
+	c.Eventually(5*time.Second, "leader service SERVING on the leader", func() bool {
+		return check(leader, cluster.LeaderHealthService) == healthpb.HealthCheckResponse_SERVING
+	})
+	for _, s := range c.Running() {
+		if got := check(s, ""); got != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("%s overall: %v", s.ID(), got)
+		}
+	}
+	for _, f := range c.Followers() {
+		if got := check(f, cluster.LeaderHealthService); got != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Errorf("follower %s leader service: %v", f.ID(), got)
+		}
+	}
+	// After a transfer the old leader stops serving the leader service.
+	try(c.Client(leader).TransferLeadership(ctx, &pb.TransferLeadershipRequest{})).must(t)
+	c.Eventually(5*time.Second, "old leader NOT_SERVING", func() bool {
+		return check(leader, cluster.LeaderHealthService) == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+
+	stream, err := rpb.NewServerReflectionClient(c.Conn(leader.Addr())).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.Name)
+	}
+	if !strings.Contains(strings.Join(names, " "), "blobgc.v1.BlobGC") {
+		t.Errorf("reflection lists %v", names)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(i int, cfg *cluster.Config) {
+		cfg.MetricsAddr = "127.0.0.1:0"
+	}})
+	ctx := ctxT(t, 20*time.Second)
+	leader := c.Leader()
+	cl := c.Client(c.Followers()[0])
+	try(cl.RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 5)})).must(t)
+	try(cl.Report(ctx, &pb.ReportRequest{NodeId: "vm", Kind: pb.ReportKind_REPORT_KIND_FULL, Seq: 1, Active: hashes(0, 2)})).must(t)
+	try(cl.RunCycle(ctx, &pb.RunCycleRequest{})).must(t)
+	c.WaitConverged()
+
+	scrape := func(s *cluster.Server) string {
+		resp, err := http.Get("http://" + s.MetricsAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	body := scrape(leader)
+	for _, want := range []string{
+		`blobgc_blobs{status="active"} 2`,
+		`blobgc_blobs{status="unreferenced"} 3`,
+		"blobgc_eligible_blobs 0",
+		"blobgc_dangling_references 0",
+		"blobgc_nodes_reporting 1",
+		"blobgc_nodes_stale 0",
+		"blobgc_cluster_time_seconds",
+		`blobgc_reports_applied_total{kind="full"} 1`,
+		`blobgc_cycles_total{outcome="ok"} 1`,
+		"blobgc_cycle_duration_seconds_count 1",
+		`blobgc_raft_state{state="leader"} 1`,
+		"blobgc_is_leader 1",
+		"blobgc_raft_apply", // raft's own go-metrics through the prometheus sink
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("leader metrics lack %q", want)
+		}
+	}
+	fbody := scrape(c.Followers()[0])
+	for _, want := range []string{`blobgc_blobs{status="active"} 2`, "blobgc_is_leader 0", `blobgc_forwarded_requests_total{code="OK",method="Report"} 1`} {
+		if !strings.Contains(fbody, want) {
+			t.Errorf("follower metrics lack %q", want)
+		}
+	}
+}
+
+// The cycle scheduler runs only on the leader: after a transfer the old
+// leader proposes no more cycles while the new one does.
+func TestSchedulerFollowsLeadership(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(i int, cfg *cluster.Config) {
+		cfg.MetricsAddr = "127.0.0.1:0"
+		cfg.CycleInterval = 50 * time.Millisecond
+	}})
+	ctx := ctxT(t, 30*time.Second)
+	old := c.Leader()
+	cycles := func(s *cluster.Server) float64 {
+		resp, err := http.Get("http://" + s.MetricsAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var sum float64
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "blobgc_cycles_total{") {
+				var v float64
+				fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v)
+				sum += v
+			}
+		}
+		return sum
+	}
+	c.Eventually(10*time.Second, "cycles on the leader", func() bool { return cycles(old) >= 3 })
+	for _, f := range c.Followers() {
+		if n := cycles(f); n != 0 {
+			t.Errorf("follower %s ran %v cycles", f.ID(), n)
+		}
+	}
+	resp := try(c.Client(old).TransferLeadership(ctx, &pb.TransferLeadershipRequest{})).must(t)
+	var next *cluster.Server
+	for _, s := range c.Running() {
+		if s.ID() == resp.LeaderId {
+			next = s
+		}
+	}
+	c.Eventually(10*time.Second, "cycles on the new leader", func() bool { return cycles(next) >= 3 })
+	// By now a cycle the old leader had in flight has ended; from here on
+	// its count must stay put while the new leader's grows.
+	frozen, base := cycles(old), cycles(next)
+	c.Eventually(10*time.Second, "more cycles on the new leader", func() bool { return cycles(next) >= base+3 })
+	if n := cycles(old); n != frozen {
+		t.Errorf("old leader kept running cycles: %v -> %v", frozen, n)
+	}
+}

@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/blobgc/blobgc/fsm"
+)
+
+// replicated is the raft.FSM the server hands to raft: it passes command
+// entries to the fsm.FSM and tracks the index of the last entry the FSM
+// goroutine has processed, including the entries the fsm.FSM never sees (the
+// per-term barrier entries, which carry no data, and configuration changes).
+// Linearizable reads wait on that index: raft's own AppliedIndex moves when
+// entries are handed to the FSM goroutine, before they are applied.
+type replicated struct {
+	f *fsm.FSM
+
+	mu     sync.Mutex
+	index  uint64
+	notify chan struct{} // closed and replaced whenever index moves
+}
+
+var _ raft.BatchingFSM = (*replicated)(nil)
+
+func newReplicated(f *fsm.FSM) *replicated {
+	return &replicated{f: f, notify: make(chan struct{})}
+}
+
+func (r *replicated) Apply(l *raft.Log) interface{} {
+	return r.ApplyBatch([]*raft.Log{l})[0]
+}
+
+func (r *replicated) ApplyBatch(logs []*raft.Log) []interface{} {
+	if len(logs) == 0 {
+		return nil
+	}
+	allCommands := true
+	for _, l := range logs {
+		if !isCommand(l) {
+			allCommands = false
+			break
+		}
+	}
+	var out []interface{}
+	if allCommands {
+		out = r.f.ApplyBatch(logs)
+	} else {
+		out = make([]interface{}, len(logs))
+		pos := make([]int, 0, len(logs))
+		cmds := make([]*raft.Log, 0, len(logs))
+		for j, l := range logs {
+			if isCommand(l) {
+				pos = append(pos, j)
+				cmds = append(cmds, l)
+			}
+		}
+		if len(cmds) > 0 {
+			res := r.f.ApplyBatch(cmds)
+			for j, p := range pos {
+				out[p] = res[j]
+			}
+		}
+	}
+	r.advance(logs[len(logs)-1].Index)
+	return out
+}
+
+// isCommand reports whether l is for the fsm.FSM; empty command entries are the
+// leader's term barriers.
+func isCommand(l *raft.Log) bool { return l.Type == raft.LogCommand && len(l.Data) > 0 }
+
+func (r *replicated) Snapshot() (raft.FSMSnapshot, error) { return r.f.Snapshot() }
+
+func (r *replicated) Restore(rc io.ReadCloser) error {
+	if err := r.f.Restore(rc); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.index = r.f.AppliedIndex()
+	close(r.notify)
+	r.notify = make(chan struct{})
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *replicated) advance(i uint64) {
+	r.mu.Lock()
+	if i > r.index {
+		r.index = i
+		close(r.notify)
+		r.notify = make(chan struct{})
+	}
+	r.mu.Unlock()
+}
+
+// Index returns the index of the last entry processed by the FSM goroutine.
+func (r *replicated) Index() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.index
+}
+
+// waitApplied blocks until the FSM has processed index idx or ctx ends.
+func (r *replicated) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		r.mu.Lock()
+		if r.index >= idx {
+			r.mu.Unlock()
+			return nil
+		}
+		ch := r.notify
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
