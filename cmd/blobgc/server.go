@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/blobgc/blobgc/cluster"
+	"github.com/blobgc/blobgc/fsm"
+)
+
+// shutdownTimeout bounds a graceful shutdown (leadership transfer, draining
+// in-flight calls).
+const shutdownTimeout = 10 * time.Second
+
+// serverFlags holds the flags of `blobgc server`.
+type serverFlags struct {
+	id, dataDir, listen, advertise, peers string
+	join                                  []string
+	tlsCert, tlsKey, tlsCA                string
+	timings                               timingFlags
+	gc                                    gcFlags
+	metricsAddr                           string
+	log                                   logFlags
+}
+
+// timingFlags are the raft and scheduler timings (0 = cluster defaults).
+type timingFlags struct {
+	heartbeat, election, leaderLease, commit time.Duration
+	snapshotInterval, applyTO, cycle, join   time.Duration
+	snapshotThreshold, trailingLogs          uint64
+}
+
+func (t *timingFlags) register(fs *pflag.FlagSet) {
+	fs.DurationVar(&t.heartbeat, "heartbeat-timeout", 0, "raft heartbeat timeout (0: "+cluster.DefaultHeartbeatTimeout.String()+")")
+	fs.DurationVar(&t.election, "election-timeout", 0, "raft election timeout (0: "+cluster.DefaultElectionTimeout.String()+")")
+	fs.DurationVar(&t.leaderLease, "leader-lease-timeout", 0, "raft leader lease timeout (0: "+cluster.DefaultLeaderLeaseTimeout.String()+")")
+	fs.DurationVar(&t.commit, "commit-timeout", 0, "raft commit timeout (0: "+cluster.DefaultCommitTimeout.String()+")")
+	fs.Uint64Var(&t.snapshotThreshold, "snapshot-threshold", 0, "log entries between snapshots (0: default)")
+	fs.DurationVar(&t.snapshotInterval, "snapshot-interval", 0, "how often to check whether to snapshot (0: default)")
+	fs.Uint64Var(&t.trailingLogs, "trailing-logs", 0, "log entries kept after a snapshot (0: default)")
+	fs.DurationVar(&t.applyTO, "apply-timeout", 0, "how long a write may wait for commit (0: "+cluster.DefaultApplyTimeout.String()+")")
+	fs.DurationVar(&t.cycle, "cycle-interval", 0, "the leader runs a GC cycle this often (0: "+cluster.DefaultCycleInterval.String()+", negative: never)")
+	fs.DurationVar(&t.join, "join-timeout", 0, "how long to keep trying to join (0: default)")
+}
+
+func (t *timingFlags) apply(c *cluster.Config) {
+	c.HeartbeatTimeout, c.ElectionTimeout = t.heartbeat, t.election
+	c.LeaderLeaseTimeout, c.CommitTimeout = t.leaderLease, t.commit
+	c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = t.snapshotThreshold, t.snapshotInterval, t.trailingLogs
+	c.ApplyTimeout, c.CycleInterval, c.JoinTimeout = t.applyTO, t.cycle, t.join
+}
+
+// gcFlags are the initial GC configuration, proposed by the first leader of a
+// new cluster. Later changes go through `blobgc config set`.
+type gcFlags struct {
+	grace, stale            time.Duration
+	minNodes, history, tomb int
+	policy                  string
+	maxFraction             float64
+}
+
+var gcFlagNames = []string{"grace-period", "stale-threshold", "min-nodes", "history-limit", "tombstone-limit", "stale-policy", "max-eligible-fraction"}
+
+func (g *gcFlags) register(fs *pflag.FlagSet) {
+	d := fsm.DefaultConfig()
+	fs.DurationVar(&g.grace, "grace-period", d.GracePeriod, "initial GC config: how long a blob stays unreferenced before it is marked")
+	fs.DurationVar(&g.stale, "stale-threshold", d.StaleThreshold, "initial GC config: a node report older than this is stale")
+	fs.IntVar(&g.minNodes, "min-nodes", d.MinNodesReporting, "initial GC config: below this many reporting nodes a cycle marks nothing")
+	fs.IntVar(&g.history, "history-limit", d.HistoryLimit, "initial GC config: cycle events kept")
+	fs.IntVar(&g.tomb, "tombstone-limit", d.TombstoneLimit, "initial GC config: collected tombstones kept")
+	fs.StringVar(&g.policy, "stale-policy", d.StalePolicy.String(), "initial GC config: drop|hold: what a stale node's report does")
+	fs.Float64Var(&g.maxFraction, "max-eligible-fraction", d.MaxEligibleFraction, "initial GC config: a cycle newly marking more than this fraction of known blobs marks nothing")
+}
+
+// config returns the GC config when any GC flag was set, else nil (keep the
+// cluster's).
+func (g *gcFlags) config(fs *pflag.FlagSet) (*fsm.Config, error) {
+	set := false
+	for _, n := range gcFlagNames {
+		set = set || fs.Changed(n)
+	}
+	if !set {
+		return nil, nil
+	}
+	p, err := parsePolicy(g.policy)
+	if err != nil {
+		return nil, err
+	}
+	c := fsm.Config{
+		GracePeriod: g.grace, StaleThreshold: g.stale, MinNodesReporting: g.minNodes,
+		HistoryLimit: g.history, TombstoneLimit: g.tomb, StalePolicy: p, MaxEligibleFraction: g.maxFraction,
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("GC config: %v", err)
+	}
+	return &c, nil
+}
+
+func parsePolicy(s string) (fsm.StalePolicy, error) {
+	switch strings.ToLower(s) {
+	case "drop":
+		return fsm.StaleDrop, nil
+	case "hold":
+		return fsm.StaleHold, nil
+	}
+	return 0, fmt.Errorf("stale policy %q: want drop or hold", s)
+}
+
+type logFlags struct{ format, level string }
+
+func (l *logFlags) register(fs *pflag.FlagSet, level string) {
+	fs.StringVar(&l.format, "log-format", "text", "log format: text|json")
+	fs.StringVar(&l.level, "log-level", level, "log level: trace|debug|info|warn|error")
+}
+
+func (l *logFlags) logger(w io.Writer, name string) (hclog.Logger, error) {
+	if l.format != "text" && l.format != "json" {
+		return nil, fmt.Errorf("log format %q: want text or json", l.format)
+	}
+	lvl := hclog.LevelFromString(l.level)
+	if lvl == hclog.NoLevel {
+		return nil, fmt.Errorf("log level %q: want trace, debug, info, warn or error", l.level)
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: lvl, JSONFormat: l.format == "json", Output: w}), nil
+}
+
+func serverCmd() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run one blobgc server",
+		Long: `Run one server of a blobgc cluster until SIGINT or SIGTERM, then shut down
+gracefully (a leader hands leadership over first).
+
+A new cluster starts with the same --peers list on every server; a restart
+with existing data never bootstraps again. A server joins a running cluster
+with --join (any member's address) instead of --peers.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config(cmd)
+			if err != nil {
+				return err
+			}
+			return runServers(cmd.Context(), cmd.ErrOrStderr(), []cluster.Config{cfg}, func(ss []*cluster.Server) {
+				cfg.Logger.Info("serving", "id", ss[0].ID(), "addr", ss[0].Addr(), "metrics", ss[0].MetricsAddr())
+			})
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.id, "id", "", "raft server id (required)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory for the raft log and snapshots (required)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:7001", "host:port for the gRPC API and raft")
+	fs.StringVar(&f.advertise, "advertise", "", "address peers and clients dial (default: the listen address)")
+	fs.StringVar(&f.peers, "peers", "", `bootstrap peers "id=host:port,..." (identical on every server)`)
+	fs.StringSliceVar(&f.join, "join", nil, "addresses of members to join through (instead of --peers)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file (PEM)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) for peers and client certificates")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port for HTTP /metrics (empty: off)")
+	f.timings.register(fs)
+	f.gc.register(fs)
+	f.log.register(fs, "info")
+	return cmd
+}
+
+func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
+	var c cluster.Config
+	if f.id == "" {
+		return c, fmt.Errorf("--id is required")
+	}
+	if f.dataDir == "" {
+		return c, fmt.Errorf("--data-dir is required")
+	}
+	peers, err := cluster.ParsePeers(f.peers)
+	if err != nil {
+		return c, fmt.Errorf("--peers: %v", err)
+	}
+	gc, err := f.gc.config(cmd.Flags())
+	if err != nil {
+		return c, err
+	}
+	log, err := f.log.logger(cmd.ErrOrStderr(), "blobgc")
+	if err != nil {
+		return c, err
+	}
+	c = cluster.Config{
+		ID: f.id, DataDir: f.dataDir, ListenAddr: f.listen, AdvertiseAddr: f.advertise,
+		Peers: peers, Join: f.join,
+		TLS:         cluster.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, CAFile: f.tlsCA},
+		GC:          gc,
+		MetricsAddr: f.metricsAddr,
+		Logger:      log,
+	}
+	f.timings.apply(&c)
+	return c, nil
+}
+
+// runServers creates and starts a server for each config, calls started (if
+// set) once all run, waits for ctx to end, then shuts them all down. One
+// server shuts down gracefully (handing leadership over); several in one
+// process all stop together, so a transfer would only go to a server that is
+// stopping too, and they just close.
+func runServers(ctx context.Context, stderr io.Writer, cfgs []cluster.Config, started func([]*cluster.Server)) error {
+	var servers []*cluster.Server
+	stopAll := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		done := make(chan struct{}, len(servers))
+		for _, s := range servers {
+			go func(s *cluster.Server) {
+				defer func() { done <- struct{}{} }()
+				var err error
+				if len(cfgs) > 1 {
+					err = s.Close()
+				} else {
+					err = s.Shutdown(sctx)
+				}
+				if err != nil {
+					fmt.Fprintf(stderr, "shutdown %s: %v\n", s.ID(), err)
+				}
+			}(s)
+		}
+		// The process must exit even if a shutdown never returns.
+		hard := time.NewTimer(shutdownTimeout + 5*time.Second)
+		defer hard.Stop()
+		for range servers {
+			select {
+			case <-done:
+			case <-hard.C:
+				fmt.Fprintln(stderr, "shutdown did not finish in time; exiting anyway")
+				return
+			}
+		}
+	}
+	for _, cfg := range cfgs {
+		s, err := cluster.New(cfg)
+		if err != nil {
+			stopAll()
+			return fmt.Errorf("server %s: %w", cfg.ID, err)
+		}
+		servers = append(servers, s)
+	}
+	// Start them together: a bootstrap waits for its peers to be serving.
+	errs := make(chan error, len(servers))
+	for _, s := range servers {
+		go func(s *cluster.Server) { errs <- s.Start() }(s)
+	}
+	for range servers {
+		if err := <-errs; err != nil {
+			stopAll()
+			return err
+		}
+	}
+	if started != nil {
+		started(servers)
+	}
+	<-ctx.Done()
+	stopAll()
+	return nil
+}
