@@ -8,13 +8,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/blobgc/blobgc/client/clienttest"
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testpki"
 )
 
 func TestClusterTLS(t *testing.T) {
-	certs := clienttest.WriteCerts(t, t.TempDir())
+	certs := testpki.WriteFiles(t, t.TempDir())
 	tc := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(_ int, c *cluster.Config) {
 		c.TLS = cluster.TLSFiles{CertFile: certs.ServerCert, KeyFile: certs.ServerKey, CAFile: certs.CA}
 	}})

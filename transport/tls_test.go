@@ -2,14 +2,9 @@ package transport
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"testing"
 	"time"
@@ -21,79 +16,31 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/blobgc/blobgc/internal/testpki"
 	pb "github.com/blobgc/blobgc/transport/transportpb"
 )
 
 // testPKI is a cluster CA generated for one test.
-type testPKI struct {
-	caCert *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	pool   *x509.CertPool
-	serial int64
-}
+type testPKI struct{ *testpki.CA }
 
 func newTestPKI(tb testing.TB) *testPKI {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "blobgc test cluster CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testPKI{caCert: cert, caKey: key, pool: pool, serial: 1}
+	return &testPKI{testpki.NewCA(tb, "blobgc test cluster CA")}
 }
 
-// issue signs a certificate for name, valid for 127.0.0.1, usable as both
-// server and client certificate (a peer is both).
+// issue signs a certificate for name, usable as both server and client
+// certificate (a peer is both).
 func (p *testPKI) issue(tb testing.TB, name string) tls.Certificate {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return p.Issue(tb, name, true)
 }
 
 // peerTLS returns a peer's client TLS config (for Config.TLS) and the shared
 // server's TLS config: client certificates verified if given.
 func (p *testPKI) peerTLS(tb testing.TB) (client, server *tls.Config) {
 	cert := p.issue(tb, "peer.blobgc.test")
-	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: p.pool, MinVersion: tls.VersionTLS13}
+	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: p.Pool, MinVersion: tls.VersionTLS13}
 	server = &tls.Config{
 		Certificates: []tls.Certificate{cert},
-		ClientCAs:    p.pool,
+		ClientCAs:    p.Pool,
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		MinVersion:   tls.VersionTLS13,
 	}
@@ -158,7 +105,7 @@ func TestTLS_RaftServiceRefusesCallerWithoutPeerCert(t *testing.T) {
 	pki := newTestPKI(t)
 	n1 := newTLSNode(t, pki, Config{})
 	// An API client: trusts the cluster CA but has no certificate.
-	conn := dialTLS(t, n1.addr, &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS13})
+	conn := dialTLS(t, n1.addr, &tls.Config{RootCAs: pki.Pool, MinVersion: tls.VersionTLS13})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -191,7 +138,7 @@ func TestTLS_ForeignCAIsRefused(t *testing.T) {
 	rogue := newTestPKI(t)
 	conn := dialTLS(t, n1.addr, &tls.Config{
 		Certificates: []tls.Certificate{rogue.issue(t, "rogue")},
-		RootCAs:      pki.pool,
+		RootCAs:      pki.Pool,
 		MinVersion:   tls.VersionTLS13,
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -205,7 +152,7 @@ func TestTLS_ForeignCAIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	clientTLS, _ := rogue.peerTLS(t)
-	clientTLS.RootCAs = pki.pool
+	clientTLS.RootCAs = pki.Pool
 	n2 := newNodeOn(t, lis, Config{TLS: clientTLS, HeartbeatTimeout: 2 * time.Second}, nil)
 	if err := n2.trans.RequestVote("n1", n1.addr, &raft.RequestVoteRequest{Term: 1}, new(raft.RequestVoteResponse)); err == nil {
 		t.Fatal("transport with a foreign certificate got through")

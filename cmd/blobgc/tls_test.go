@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blobgc/blobgc/client/clienttest"
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testpki"
 )
 
 // A server started with the TLS flags serves only TLS clients; the client
 // commands' TLS flags reach it.
 func TestTLSFlags(t *testing.T) {
-	certs := clienttest.WriteCerts(t, t.TempDir())
+	certs := testpki.WriteFiles(t, t.TempDir())
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	_, _, stop := startCmd(t, "server", "--id", "s1", "--data-dir", t.TempDir(), "--listen", addr, "--peers", "s1="+addr,
 		"--tls-cert", certs.ServerCert, "--tls-key", certs.ServerKey, "--tls-ca", certs.CA,
