@@ -84,17 +84,19 @@ func (r *Reporter) Full(ctx context.Context, active, pinned []Hash) error {
 func (r *Reporter) Delta(ctx context.Context, addActive, removeActive, addPinned, removePinned []Hash) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, h := range addActive {
-		r.active[h] = struct{}{}
-	}
+	// Removals first, then additions, as the state machine applies them: a
+	// hash both removed and added stays in the set.
 	for _, h := range removeActive {
 		delete(r.active, h)
 	}
-	for _, h := range addPinned {
-		r.pinned[h] = struct{}{}
-	}
 	for _, h := range removePinned {
 		delete(r.pinned, h)
+	}
+	for _, h := range addActive {
+		r.active[h] = struct{}{}
+	}
+	for _, h := range addPinned {
+		r.pinned[h] = struct{}{}
 	}
 	n := len(addActive) + len(removeActive) + len(addPinned) + len(removePinned)
 	if r.needFull || n > r.c.cfg.chunk {

@@ -464,7 +464,8 @@ type ReportRequest struct {
 	// DELTA: hashes added to the sets.
 	Active [][]byte `protobuf:"bytes,4,rep,name=active,proto3" json:"active,omitempty"`
 	Pinned [][]byte `protobuf:"bytes,5,rep,name=pinned,proto3" json:"pinned,omitempty"`
-	// DELTA only: hashes removed from the sets.
+	// DELTA only: hashes removed from the sets. Removals apply before
+	// additions, so a hash that is both removed and added stays in the set.
 	RemovedActive [][]byte `protobuf:"bytes,6,rep,name=removed_active,json=removedActive,proto3" json:"removed_active,omitempty"`
 	RemovedPinned [][]byte `protobuf:"bytes,7,rep,name=removed_pinned,json=removedPinned,proto3" json:"removed_pinned,omitempty"`
 	// FULL_CHUNK only.
