@@ -1,0 +1,87 @@
+package chaos
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/blobgc/blobgc/client"
+	"github.com/blobgc/blobgc/cluster"
+	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/fsm"
+)
+
+// The observer must catch a mark that comes before the grace period it
+// checks: the cluster runs with a 200 ms grace, the observer checks 2 s.
+func TestObserverCatchesEarlyMark(t *testing.T) {
+	gc := fsm.DefaultConfig()
+	gc.GracePeriod = 200 * time.Millisecond
+	c := clustertest.Start(t, clustertest.Options{N: 1, Configure: func(i int, cfg *cluster.Config) {
+		cfg.GC = &gc
+		cfg.CycleInterval = 50 * time.Millisecond
+	}})
+	cl, err := client.New([]string{c.Servers[0].Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clustertest.Eventually(t, 10*time.Second, "GC config", func() bool {
+		cfg, err := cl.GetConfig(ctx)
+		return err == nil && cfg.GetGracePeriodNs() == gc.GracePeriod.Nanoseconds()
+	})
+	x := hh("early")
+	obs := NewObserver(2*time.Second, func() []*cluster.Server { return c.Servers }, func() []Hash { return []Hash{x} })
+	rep := cl.Reporter("vm1")
+	if err := rep.Full(ctx, []Hash{x}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.RegisterBlobs(ctx, []Hash{x}); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 10*time.Second, "the blob seen active", func() bool {
+		obs.Poll()
+		return c.Servers[0].FSM().Blob(x).Status == fsm.StatusActive
+	})
+	if err := rep.Full(ctx, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 10*time.Second, "the blob marked", func() bool {
+		obs.Poll()
+		return c.Servers[0].FSM().Blob(x).Status == fsm.StatusMarked
+	})
+	if vs := obs.Violations(); len(vs) == 0 || vs[0].Invariant != 2 {
+		t.Fatalf("violations %v, want an early mark", vs)
+	}
+	if obs.Marks() != 1 {
+		t.Fatalf("marks checked %d, want 1", obs.Marks())
+	}
+	events, _ := c.Servers[0].FSM().History(0, 1000)
+	if n, vs := CheckGraceHistory(obs.Marked(), events, 2*time.Second); n != 1 || len(vs) != 1 {
+		t.Fatalf("history check: %d checked, %v", n, vs)
+	}
+	if n, vs := CheckGraceHistory(obs.Marked(), events, gc.GracePeriod); n != 1 || len(vs) != 0 {
+		t.Fatalf("history check at the real grace: %d checked, %v", n, vs)
+	}
+	if vs := CheckClockRate(events, 5*time.Millisecond); len(vs) != 0 {
+		t.Fatal(vs)
+	}
+	if obs.LeaderChanges() != 0 {
+		t.Fatalf("leader changes %d in a one-server cluster", obs.LeaderChanges())
+	}
+}
+
+func TestObserverOneLeaderPerTerm(t *testing.T) {
+	o := NewObserver(time.Second, nil, nil)
+	o.sawLeader(2, "s1")
+	o.sawLeader(2, "s1")
+	o.sawLeader(3, "s2")
+	if vs := o.Violations(); len(vs) != 0 || o.LeaderChanges() != 1 {
+		t.Fatalf("violations %v, leader changes %d", vs, o.LeaderChanges())
+	}
+	o.sawLeader(3, "s3")
+	if vs := o.Violations(); len(vs) != 1 || vs[0].Invariant != InvLeaderPerTerm {
+		t.Fatalf("two leaders in term 3 not reported: %v", vs)
+	}
+}

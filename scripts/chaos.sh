@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs chaos scenarios (in-process or server processes) and prints a summary table.
+#
+#   scripts/chaos.sh [--scenario NAME|all] [--servers 3|5] [--duration 30s] [--seed N] [--count N]
+#
+# In-process scenarios: LeaderIsolated MinorityPartition MajorityPartition
+# OneWayPartition Delays Drops CrashRestart Mixed None; server processes
+# (SIGKILL/SIGSTOP): ProcKillLeader ProcPauseLeader ProcMixed; all = every one.
+# --servers overrides a scenario's own server count; --duration is each
+# scenario's fault phase.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scenario=all servers=0 duration=8s seed=0 count=1
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	--scenario) scenario="$2"; shift 2 ;;
+	--servers) servers="$2"; shift 2 ;;
+	--duration) duration="$2"; shift 2 ;;
+	--seed) seed="$2"; shift 2 ;;
+	--count) count="$2"; shift 2 ;;
+	-h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+	*) echo "unknown argument: $1" >&2; exit 2 ;;
+	esac
+done
+
+if [[ "$scenario" == all ]]; then
+	run='^TestChaos_'
+else
+	run="^TestChaos_${scenario}\$"
+fi
+
+report=$(mktemp)
+log=$(mktemp)
+trap 'rm -f "$report" "$log"' EXIT
+
+# The go test timeout grows with the soak duration: about 12 s of setup and
+# checks per scenario on top of the fault phase.
+case "$duration" in
+*ms) secs=1 ;;
+*s) secs=${duration%s} ;;
+*m) secs=$(( ${duration%m} * 60 )) ;;
+*h) secs=$(( ${duration%h} * 3600 )) ;;
+*) echo "--duration: use a Go duration like 30s, 10m or 1h" >&2; exit 2 ;;
+esac
+secs=${secs%.*}
+timeout=$(( (secs + 30) * 10 * count + 300 ))s
+
+status=0
+BLOBGC_CHAOS_REPORT="$report" go test -race -count="$count" -timeout "$timeout" -run "$run" ./chaos/ \
+	-args -chaos.duration="$duration" -chaos.servers="$servers" -chaos.seed="$seed" >"$log" 2>&1 || status=$?
+
+grep -E -- '--- (PASS|FAIL)|invariant [0-9]|seed [0-9]+' "$log" | grep -v '(expected)' || true
+echo
+echo "| scenario | servers | duration | faults | ops ok | ops failed | ops unknown | leader changes | longest write unavailability | acked writes lost | marks checked | files deleted | violations |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+cat "$report"
+if [[ $status -ne 0 ]]; then
+	echo
+	tail -n 40 "$log"
+	echo "chaos: FAILED (exit $status)" >&2
+fi
+exit $status
