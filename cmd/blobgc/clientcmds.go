@@ -19,6 +19,7 @@ import (
 	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/client"
 	"github.com/blobgc/blobgc/fsm"
+	"github.com/blobgc/blobgc/sweeper"
 )
 
 // defaultServers is where `blobgc dev` listens.
@@ -200,7 +201,7 @@ func addClientCommands(root *cobra.Command) {
 		hashWriteCmd("register", "Register blobs (hashes as arguments, --file, or - for stdin)", (*client.Client).RegisterBlobs, "Registered"),
 		hashWriteCmd("confirm", "Confirm that claimed blobs were deleted", (*client.Client).ConfirmCollected, "Confirmed"),
 		claimCmd(), reportCmd(), cycleCmd(), historyCmd(), eligibleCmd(), nodesCmd(), statsCmd(),
-		configCmd(), membersCmd(), joinCmd(), removeCmd(), transferCmd(), digestCmd(), healthCmd(),
+		configCmd(), membersCmd(), joinCmd(), removeCmd(), transferCmd(), digestCmd(), healthCmd(), sweepCmd(),
 	)
 }
 
@@ -783,4 +784,64 @@ func healthCmd() *cobra.Command {
 	})
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:7000", "the server to check")
 	return cmd
+}
+
+// sweepCmd deletes the blobs the cluster grants from a content-addressed
+// directory store (DIR/ab/cdef...): list eligible, claim, delete, confirm.
+func sweepCmd() *cobra.Command {
+	var store string
+	var dry bool
+	var batch int
+	cmd := clientCmd("sweep", "Delete granted blobs from a store laid out as DIR/ab/cdef... (claim, delete, confirm)", cobra.NoArgs, func(e *env, cmd *cobra.Command, _ []string) error {
+		if store == "" {
+			return errors.New("--store is required")
+		}
+		if fi, err := os.Stat(store); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--store %s: not a directory", store)
+		}
+		progress := func(s sweeper.Summary) { fmt.Fprintln(cmd.ErrOrStderr(), "sweep:", s) }
+		sum, err := sweeper.Run(e.ctx, e.c, sweeper.Dir(store), sweeper.Options{DryRun: dry, Batch: batch, Progress: progress})
+		res := map[string]any{
+			"dry_run": dry, "eligible": sum.Eligible, "granted": sum.Granted, "deleted": sum.Deleted,
+			"missing": sum.Missing, "confirmed": sum.Confirmed, "errors": sum.Errors,
+		}
+		if dry {
+			res["would_claim"] = hashStrings(sum.WouldClaim)
+		} else {
+			res["deleted_hashes"] = hashStrings(sum.DeletedHashes)
+		}
+		if perr := e.emit(res, func(w io.Writer) {
+			if dry {
+				fmt.Fprintf(w, "Dry run: %d blob(s) would be claimed, nothing changed\n", sum.Eligible)
+				for _, h := range sum.WouldClaim {
+					fmt.Fprintf(w, "  %s\n", h)
+				}
+				return
+			}
+			fmt.Fprintf(w, "Sweep of %s\n", store)
+			for _, kv := range [][2]any{{"Eligible", sum.Eligible}, {"Granted", sum.Granted}, {"Deleted", sum.Deleted},
+				{"Missing", sum.Missing}, {"Confirmed", sum.Confirmed}, {"Errors", sum.Errors}} {
+				fmt.Fprintf(w, "  %s\t%d\n", kv[0], kv[1])
+			}
+		}); perr != nil {
+			return perr
+		}
+		return err
+	})
+	cmd.Flags().StringVar(&store, "store", "", "the blob store directory (required)")
+	cmd.Flags().BoolVar(&dry, "dry-run", false, "list what would be claimed; change nothing")
+	cmd.Flags().IntVar(&batch, "batch", sweeper.DefaultBatch, "blobs per claim and per confirm")
+	// A sweep of a large store outlives the usual per-command timeout.
+	fl := cmd.Flags().Lookup("timeout")
+	_ = fl.Value.Set("1h")
+	fl.DefValue = "1h"
+	return cmd
+}
+
+func hashStrings(hs []client.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.String()
+	}
+	return out
 }

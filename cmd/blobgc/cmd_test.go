@@ -320,3 +320,49 @@ func TestCLIHealth(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// sweep deletes exactly the marked, unreferenced blobs from the store and
+// confirms them; a dry run changes nothing.
+func TestCLISweep(t *testing.T) {
+	_, srv := startCluster(t)
+	store := t.TempDir()
+	live, dead := hashHex(10), hashHex(11)
+	for _, h := range []string{live, dead} {
+		if err := os.MkdirAll(filepath.Join(store, h[:2]), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(store, h[:2], h[2:]), []byte(h), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, "", "register", live, dead, srv)
+	mustRun(t, "", "report", "--node", "vm-1", "--full", "--active", live, srv)
+	mustRun(t, "", "config", "set", "grace-period=0s", srv)
+	mustRun(t, "", "cycle", srv)
+
+	dry := jsonOf[map[string]any](t, mustRun(t, "", "sweep", "--store", store, "--dry-run", "-o", "json", srv))
+	if w, _ := dry["would_claim"].([]any); len(w) != 1 || w[0] != dead {
+		t.Fatalf("dry run: %v, want would_claim [%s]", dry, dead)
+	}
+	if _, err := os.Stat(filepath.Join(store, dead[:2], dead[2:])); err != nil {
+		t.Fatalf("dry run deleted a file: %v", err)
+	}
+
+	sum := jsonOf[map[string]any](t, mustRun(t, "", "sweep", "--store", store, "-o", "json", srv))
+	if sum["deleted"] != float64(1) || sum["confirmed"] != float64(1) || sum["errors"] != float64(0) {
+		t.Fatalf("sweep: %v", sum)
+	}
+	if _, err := os.Stat(filepath.Join(store, dead[:2], dead[2:])); !os.IsNotExist(err) {
+		t.Fatalf("unreferenced blob's file still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(store, live[:2], live[2:])); err != nil {
+		t.Fatalf("referenced blob's file deleted: %v", err)
+	}
+	st := jsonOf[[]map[string]any](t, mustRun(t, "", "status", dead, live, "-o", "json", srv))
+	if st[0]["state"] != "COLLECTED" || st[1]["state"] != "ACTIVE" {
+		t.Fatalf("after sweep: %v", st)
+	}
+	if _, err := run(t, "", "sweep", "--store", filepath.Join(store, "nope"), srv); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("sweep of a missing store: %v", err)
+	}
+}
