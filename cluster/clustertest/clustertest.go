@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -318,18 +319,23 @@ func retryUnavailable(ctx context.Context, method string, req, reply any, cc *gr
 
 // Eventually polls cond every 10 ms until it holds, failing the test after
 // timeout.
-func (c *Cluster) Eventually(timeout time.Duration, what string, cond func() bool) {
+func (c *Cluster) Eventually(timeout time.Duration, what string, cond func() bool, detail ...func() string) {
 	c.t.Helper()
-	Eventually(c.t, timeout, what, cond)
+	Eventually(c.t, timeout, what, cond, detail...)
 }
 
-// Eventually polls cond every 10 ms until it holds, failing t after timeout.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// Eventually polls cond every 10 ms until it holds, failing t after timeout;
+// detail, if given, says what was last seen.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool, detail ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			msg := fmt.Sprintf("timed out after %v waiting for %s", timeout, what)
+			for _, d := range detail {
+				msg += ": " + d()
+			}
+			t.Fatal(msg)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -341,19 +347,20 @@ func (c *Cluster) WaitConverged() (uint64, [32]byte) {
 	c.t.Helper()
 	var idx uint64
 	var d [32]byte
+	var seen []string // the last look, for the failure message
 	c.Eventually(20*time.Second, "equal digests on all running servers", func() bool {
-		first := true
-		for _, s := range c.Running() {
+		seen = seen[:0]
+		equal := true
+		for n, s := range c.Running() {
 			i, dd := s.FSM().Digest()
-			if first {
-				idx, d, first = i, dd, false
-				continue
-			}
-			if i != idx || dd != d {
-				return false
+			seen = append(seen, fmt.Sprintf("%s: index %d raft applied %d digest %x", s.ID(), i, s.Raft().AppliedIndex(), dd[:6]))
+			if n == 0 {
+				idx, d = i, dd
+			} else if i != idx || dd != d {
+				equal = false
 			}
 		}
-		return true
-	})
+		return equal
+	}, func() string { return strings.Join(seen, "; ") })
 	return idx, d
 }
