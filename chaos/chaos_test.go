@@ -75,22 +75,3 @@ func TestChaos_CatchesUnsafeSweeper(t *testing.T) {
 		t.Fatalf("no invariant 6 violation among %v", res.Violations)
 	}
 }
-
-func runProcs(t *testing.T, name string) {
-	sc, ok := chaos.ProcScenarioByName(name)
-	if !ok {
-		t.Fatalf("no process scenario %q", name)
-	}
-	bin := chaos.BuildBinary(t, t.TempDir())
-	res := chaos.RunProcs(t, bin, sc, chaos.Options{Duration: *duration, Servers: *servers, Seed: *seed})
-	if res.Faults == 0 {
-		t.Errorf("no fault was injected")
-	}
-	if res.Ops[chaos.OK] == 0 {
-		t.Errorf("no operation succeeded")
-	}
-}
-
-func TestChaos_ProcKillLeader(t *testing.T)  { runProcs(t, "ProcKillLeader") }
-func TestChaos_ProcPauseLeader(t *testing.T) { runProcs(t, "ProcPauseLeader") }
-func TestChaos_ProcMixed(t *testing.T)       { runProcs(t, "ProcMixed") }

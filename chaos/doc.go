@@ -41,11 +41,10 @@
 //
 // # Scenarios
 //
-// Process scenarios (ProcScenarios, RunProcs) run `blobgc server`
-// processes instead and kill them with SIGKILL or pause them with SIGSTOP;
-// they run every check that needs no access to a server's memory (the end
-// state through the API, digests through the Digest call, leaders from each
-// server's Members answer).
+// The same workload and checkers run against real `blobgc server`
+// processes, killed with SIGKILL and paused with SIGSTOP, in the system_test
+// package (TestProcChaos_<Scenario>), which reads over the API what this
+// package reads from a server's memory.
 //
 // Scenarios lists the fault schedules (leader isolated, minority, majority
 // and one-way partitions, delays, drops, crash and restart from disk, a

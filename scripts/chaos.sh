@@ -3,9 +3,11 @@
 #
 #   scripts/chaos.sh [--scenario NAME|all] [--servers 3|5] [--duration 30s] [--seed N] [--count N]
 #
-# In-process scenarios: LeaderIsolated MinorityPartition MajorityPartition
-# OneWayPartition Delays Drops CrashRestart Mixed None; server processes
-# (SIGKILL/SIGSTOP): ProcKillLeader ProcPauseLeader ProcMixed; all = every one.
+# In-process scenarios (package chaos): LeaderIsolated MinorityPartition
+# MajorityPartition OneWayPartition Delays Drops CrashRestart Mixed None;
+# server processes (package system_test, SIGKILL/SIGSTOP): ProcLeaderKill
+# ProcRandomKill ProcLeaderPause ProcRestartAll ProcMixed5
+# ProcKillWithSnapshots; all = every one.
 # --servers overrides a scenario's own server count; --duration is each
 # scenario's fault phase.
 set -euo pipefail
@@ -19,14 +21,19 @@ while [[ $# -gt 0 ]]; do
 	--duration) duration="$2"; shift 2 ;;
 	--seed) seed="$2"; shift 2 ;;
 	--count) count="$2"; shift 2 ;;
-	-h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,13p' "$0"; exit 0 ;;
 	*) echo "unknown argument: $1" >&2; exit 2 ;;
 	esac
 done
 
 if [[ "$scenario" == all ]]; then
-	run='^TestChaos_'
+	pkgs=(./chaos/ ./system_test/)
+	run='^Test(Proc)?Chaos_'
+elif [[ "$scenario" == Proc* ]]; then
+	pkgs=(./system_test/)
+	run="^TestProcChaos_${scenario#Proc}\$"
 else
+	pkgs=(./chaos/)
 	run="^TestChaos_${scenario}\$"
 fi
 
@@ -47,7 +54,7 @@ secs=${secs%.*}
 timeout=$(( (secs + 30) * 10 * count + 300 ))s
 
 status=0
-BLOBGC_CHAOS_REPORT="$report" go test -race -count="$count" -timeout "$timeout" -run "$run" ./chaos/ \
+BLOBGC_CHAOS_REPORT="$report" go test -race -count="$count" -timeout "$timeout" -run "$run" "${pkgs[@]}" \
 	-args -chaos.duration="$duration" -chaos.servers="$servers" -chaos.seed="$seed" >"$log" 2>&1 || status=$?
 
 grep -E -- '--- (PASS|FAIL)|invariant [0-9]|seed [0-9]+' "$log" | grep -v '(expected)' || true

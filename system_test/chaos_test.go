@@ -1,0 +1,733 @@
+package systemtest
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
+	"github.com/blobgc/blobgc/chaos"
+	"github.com/blobgc/blobgc/client"
+	"github.com/blobgc/blobgc/fsm"
+	"github.com/blobgc/blobgc/sweeper"
+)
+
+// Process chaos. TestProcChaos_<Scenario> starts `blobgc server` processes
+// (startProcs), drives them with the chaos package's workload and history
+// while a scenario SIGKILLs, SIGSTOPs/SIGCONTs and restarts them from disk,
+// heals, and runs the chaos package's checkers. What the in-process suite
+// reads from a server's memory is read here over the wire, from each
+// server itself: stale reads (answered from that server's state machine)
+// for the observer's blob states and cluster time, Members with the
+// member-self metadata for its raft role and term, Digest for invariant 4,
+// and per-blob stale GetStatus plus History for the end state.
+
+// The process chaos scenarios share the chaos package's knobs: the same
+// environment variables, and flags of the same names for this test binary.
+var (
+	chaosDuration = flag.Duration("chaos.duration", envDuration("BLOBGC_CHAOS_DURATION", 10*time.Second), "fault phase of each process chaos scenario (a soak: 10m)")
+	chaosServers  = flag.Int("chaos.servers", envInt("BLOBGC_CHAOS_SERVERS", 0), "servers per scenario (0: the scenario's own, 3 or 5)")
+	chaosSeed     = flag.Uint64("chaos.seed", uint64(envInt("BLOBGC_CHAOS_SEED", 0)), "random seed (0: time-based, logged)")
+)
+
+func envDuration(k string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(k)); err == nil {
+		return d
+	}
+	return def
+}
+
+func envInt(k string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return n
+	}
+	return def
+}
+
+// chaosCycle is the cycle interval of the chaos servers: short against
+// chaos.Grace, so blobs are marked, claimed and deleted many times a run.
+const chaosCycle = 150 * time.Millisecond
+
+// memberSelfKey is the request metadata that makes a server describe only
+// itself in Members instead of routing to the leader.
+const memberSelfKey = "blobgc-member-self"
+
+// procScenario is a fault schedule against server processes.
+type procScenario struct {
+	Name    string
+	Servers int
+	// Inject runs one round of faults (inject, hold, recover); it is called
+	// until the fault phase is over.
+	Inject func(e *procEnv)
+	// Flags are extra server flags.
+	Flags []string
+	// After, if set, checks the scenario's own expectations at the end.
+	After func(t *testing.T, e *procEnv)
+}
+
+// procEnv is what a process scenario's faults act on. Its fault methods run
+// on the test goroutine; the observer reads the liveness state under mu.
+type procEnv struct {
+	t    *testing.T
+	pc   *procCluster
+	Rand *rand.Rand
+	api  []blobgcv1.BlobGCClient // one direct connection per server
+
+	mu     sync.Mutex
+	alive  []bool // the process runs
+	paused []bool // the process is stopped by SIGSTOP
+	inc    []int  // incarnation: bumped by every (re)start
+	faults int
+	stop   time.Time
+}
+
+func (e *procEnv) N() int { return len(e.pc.procs) }
+
+// Fault counts one injected fault.
+func (e *procEnv) Fault() {
+	e.mu.Lock()
+	e.faults++
+	e.mu.Unlock()
+}
+
+// Hold waits d, or less if the fault phase is over.
+func (e *procEnv) Hold(d time.Duration) {
+	if left := time.Until(e.stop); left < d {
+		d = max(left, 0)
+	}
+	time.Sleep(d)
+}
+
+// self asks server i, and only it, about itself: its raft state and term.
+func (e *procEnv) self(ctx context.Context, i int) (*blobgcv1.Member, uint64, error) {
+	resp, err := e.api[i].Members(metadata.AppendToOutgoingContext(ctx, memberSelfKey, "1"), &blobgcv1.MembersRequest{})
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(resp.Members) != 1 {
+		return nil, 0, fmt.Errorf("self members of %s: %d members", e.pc.procs[i].id, len(resp.Members))
+	}
+	return resp.Members[0], resp.Term, nil
+}
+
+// LeaderIndex returns a running, unpaused server that says it leads (the
+// one with the highest term if several do), or -1.
+func (e *procEnv) LeaderIndex() int {
+	best, bestTerm := -1, uint64(0)
+	for i := range e.N() {
+		e.mu.Lock()
+		up := e.alive[i] && !e.paused[i]
+		e.mu.Unlock()
+		if !up {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		m, term, err := e.self(ctx, i)
+		cancel()
+		if err == nil && m.Leader && term >= bestTerm {
+			best, bestTerm = i, term
+		}
+	}
+	return best
+}
+
+// WaitLeaderIndex waits up to d for a leader and returns it, or -1.
+func (e *procEnv) WaitLeaderIndex(d time.Duration) int {
+	deadline := time.Now().Add(d)
+	for {
+		if l := e.LeaderIndex(); l >= 0 || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill sends SIGKILL to server i (resuming it first if paused does not
+// matter: SIGKILL ends a stopped process too).
+func (e *procEnv) Kill(i int) {
+	e.mu.Lock()
+	up := e.alive[i]
+	e.alive[i], e.paused[i] = false, false
+	if up {
+		e.faults++
+	}
+	e.mu.Unlock()
+	if up {
+		e.pc.kill(i)
+	}
+}
+
+// Restart starts server i again from its data directory.
+func (e *procEnv) Restart(i int) {
+	e.mu.Lock()
+	up := e.alive[i]
+	e.mu.Unlock()
+	if up {
+		return
+	}
+	e.pc.start(i)
+	e.mu.Lock()
+	e.alive[i] = true
+	e.inc[i]++
+	e.mu.Unlock()
+}
+
+// Pause stops server i with SIGSTOP.
+func (e *procEnv) Pause(i int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.alive[i] || e.paused[i] {
+		return
+	}
+	if err := e.pc.procs[i].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		e.t.Errorf("SIGSTOP %s: %v", e.pc.procs[i].id, err)
+		return
+	}
+	e.paused[i] = true
+	e.faults++
+}
+
+// Resume continues server i with SIGCONT.
+func (e *procEnv) Resume(i int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.alive[i] || !e.paused[i] {
+		return
+	}
+	if err := e.pc.procs[i].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		e.t.Errorf("SIGCONT %s: %v", e.pc.procs[i].id, err)
+	}
+	e.paused[i] = false
+}
+
+// heal resumes every paused server and restarts every killed one.
+func (e *procEnv) heal() {
+	for i := range e.N() {
+		e.Resume(i)
+		e.Restart(i)
+	}
+}
+
+// up returns, for each server, whether it runs unpaused, and its incarnation.
+func (e *procEnv) up() ([]bool, []int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ups := make([]bool, e.N())
+	for i := range ups {
+		ups[i] = e.alive[i] && !e.paused[i]
+	}
+	return ups, append([]int(nil), e.inc...)
+}
+
+// procOpts are the options of one process chaos run.
+type procOpts struct {
+	Duration time.Duration // of the fault phase
+	Servers  int           // overrides the scenario's server count when nonzero
+	Seed     uint64
+	// UnsafeSweep runs the chaos workload's sabotaged sweeper: violations
+	// are then expected, logged and returned instead of failing t.
+	UnsafeSweep bool
+}
+
+// defaultProcOpts are the options from the flags and environment.
+func defaultProcOpts() procOpts {
+	return procOpts{Duration: *chaosDuration, Servers: *chaosServers, Seed: *chaosSeed}
+}
+
+// runProcChaos starts server processes, runs the chaos workload against
+// them while sc injects faults, heals, and runs every checker of the chaos
+// package. Every violation fails t; the summary row is logged and appended
+// to the file named by BLOBGC_CHAOS_REPORT.
+func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
+	n := sc.Servers
+	if o.Servers != 0 {
+		n = o.Servers
+	}
+	if o.Seed == 0 {
+		o.Seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("process scenario %s: %d servers, %v, seed %d", sc.Name, n, o.Duration, o.Seed)
+	flags := []string{"--cycle-interval=" + chaosCycle.String(), "--grace-period=" + chaos.Grace.String(),
+		// Nodes never go stale within a run: liveness stays simple for the checkers.
+		"--stale-threshold=1h", "--log-level=warn"}
+	pc := startProcs(t, n, testTimings, append(flags, sc.Flags...)...)
+	env := &procEnv{t: t, pc: pc, Rand: rand.New(rand.NewPCG(o.Seed, 11)),
+		alive: make([]bool, n), paused: make([]bool, n), inc: make([]int, n)}
+	for i, p := range pc.procs {
+		env.alive[i] = true
+		cc, err := grpc.NewClient("passthrough:///"+p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		env.api = append(env.api, blobgcv1.NewBlobGCClient(cc))
+	}
+	// SIGKILL ends paused processes too, but a paused process must not
+	// outlive a test that failed between Pause and Resume.
+	t.Cleanup(func() {
+		env.mu.Lock()
+		defer env.mu.Unlock()
+		for i, p := range pc.procs {
+			if env.paused[i] && p.cmd != nil {
+				p.cmd.Process.Signal(syscall.SIGCONT)
+			}
+		}
+	})
+
+	cl, err := client.New(pc.addrs(), client.WithCallTimeout(time.Second), client.WithBackoff(5*time.Millisecond, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	setupCtx, cancelSetup := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelSetup()
+	eventually(t, 30*time.Second, "the GC config applied", func() bool {
+		cfg, err := cl.GetConfig(setupCtx)
+		return err == nil && cfg.GetGracePeriodNs() == chaos.Grace.Nanoseconds()
+	})
+	h := chaos.NewHistory()
+	w := &chaos.Workload{Client: cl, Store: sweeper.Dir(filepath.Join(t.TempDir(), "store")), H: h, Seed: o.Seed, UnsafeSweep: o.UnsafeSweep}
+	if err := w.Setup(setupCtx, 48, 6); err != nil {
+		t.Fatal(err)
+	}
+
+	obs := newProcObserver(env, chaos.Grace, w.Blobs)
+	stopObs, obsDone := make(chan struct{}), make(chan struct{})
+	var stopOnce sync.Once
+	stopObserver := func() {
+		stopOnce.Do(func() { close(stopObs) })
+		<-obsDone
+	}
+	go func() {
+		defer close(obsDone)
+		obs.run(stopObs, 50*time.Millisecond)
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	wlDone := make(chan struct{})
+	go func() {
+		defer close(wlDone)
+		w.Run(ctx)
+	}()
+	// A t.Fatal on the way must not leave the workload and the observer
+	// running against the next test's servers.
+	defer func() {
+		cancel()
+		<-wlDone
+		stopObserver()
+	}()
+
+	start := h.Now()
+	env.stop = time.Now().Add(o.Duration)
+	for time.Now().Before(env.stop) {
+		sc.Inject(env)
+	}
+	env.heal()
+	// The healed cluster serves the workload for a moment, so the run ends
+	// with a working cluster.
+	if env.WaitLeaderIndex(20*time.Second) < 0 {
+		t.Errorf("%s: no leader within 20s of healing", sc.Name)
+	}
+	time.Sleep(time.Second)
+	end := h.Now()
+	cancel()
+	<-wlDone
+
+	name := "Proc" + sc.Name
+	if o.UnsafeSweep {
+		name += "+UnsafeSweep"
+	}
+	res := chaos.Result{Scenario: name, Servers: n, Duration: o.Duration, Faults: env.faults,
+		Ops: map[chaos.Outcome]int{}, OpsByKind: map[chaos.Kind]int{}}
+	// Invariant 4: all servers reach one digest at one index. Cycles keep
+	// running, so look for a moment where all agree.
+	var idx []uint64
+	var digests [][32]byte
+	converged := false
+	for deadline := time.Now().Add(30 * time.Second); !converged && time.Now().Before(deadline); {
+		idx, digests = env.digests()
+		converged = len(idx) == n && len(chaos.CheckDigests(idx, digests)) == 0
+	}
+	if len(idx) != n {
+		t.Fatalf("%s: digests of %d of %d servers readable", sc.Name, len(idx), n)
+	}
+	res.Violations = append(res.Violations, chaos.CheckDigests(idx, digests)...)
+	stopObserver()
+	obs.poll()
+
+	ops := h.Ops()
+	final, events := env.finalState()
+	var gone []chaos.Hash
+	for _, b := range w.Stored() {
+		if !w.Store.Has(b) {
+			gone = append(gone, b)
+		}
+	}
+	lost := chaos.CheckNoLostWrites(ops, final)
+	res.LostWrites = len(lost)
+	res.Violations = append(res.Violations, chaos.CheckClaims(ops)...)
+	res.Violations = append(res.Violations, lost...)
+	res.Violations = append(res.Violations, chaos.CheckSweeper(ops, gone)...)
+	res.Violations = append(res.Violations, chaos.CheckLinearizable(ops, time.Minute)...)
+	res.Violations = append(res.Violations, obs.violations()...)
+	histChecked, histVs := chaos.CheckGraceHistory(obs.markRecords(), events, chaos.Grace)
+	res.Violations = append(res.Violations, histVs...)
+	// All processes read one machine's wall clock.
+	res.Violations = append(res.Violations, chaos.CheckClockRate(events, 5*time.Millisecond)...)
+	t.Logf("grace checked against the cycle history for %d marks, clock rate over %d cycles; observer polls %d", histChecked, len(events), obs.pollCount())
+	res.LeaderChanges = obs.leaderChanges()
+	res.MarksChecked = obs.markCount()
+	res.MaxUnavailable = chaos.MaxWriteGap(ops, start, end)
+	for _, op := range ops {
+		res.Ops[op.Outcome]++
+		res.OpsByKind[op.Kind]++
+		if op.Kind == chaos.OpDelete {
+			res.Deleted += len(op.Hashes)
+		}
+	}
+	for _, v := range res.Violations {
+		if o.UnsafeSweep {
+			t.Logf("%s (expected): %v", sc.Name, v)
+			continue
+		}
+		t.Errorf("%s: %v", sc.Name, v)
+	}
+	t.Logf("ops by kind: %v", res.OpsByKind)
+	t.Logf("\n%s\n%s", chaos.Header, res.Row())
+	if p := os.Getenv("BLOBGC_CHAOS_REPORT"); p != "" {
+		if f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintln(f, res.Row())
+			f.Close()
+		}
+	}
+	if res.Faults == 0 {
+		t.Errorf("%s: no fault was injected", sc.Name)
+	}
+	if res.Ops[chaos.OK] == 0 {
+		t.Errorf("%s: no operation succeeded", sc.Name)
+	}
+	if sc.After != nil {
+		sc.After(t, env)
+	}
+	// The observer's checks must have run, not silently read nothing.
+	if obs.leadersSeen() == 0 || res.MarksChecked == 0 {
+		t.Errorf("%s: the observer saw %d leaders and %d marks: the leader-per-term and grace checks did not run", sc.Name, obs.leadersSeen(), res.MarksChecked)
+	}
+	return res
+}
+
+// digests reads every server's applied index and digest, as close together
+// as it can; it returns fewer entries when a server does not answer.
+func (e *procEnv) digests() ([]uint64, [][32]byte) {
+	var idx []uint64
+	var ds [][32]byte
+	for i := range e.N() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		d, err := e.api[i].Digest(ctx, &blobgcv1.DigestRequest{})
+		cancel()
+		if err != nil || len(d.Digest) != 32 {
+			time.Sleep(20 * time.Millisecond)
+			return idx, ds
+		}
+		idx, ds = append(idx, d.AppliedIndex), append(ds, [32]byte(d.Digest))
+	}
+	return idx, ds
+}
+
+// statusReader is a server's end state as the checkers read it: one stale
+// GetStatus per blob (ListBlobs pages leave out who references a blob).
+type statusReader struct {
+	e     *procEnv
+	i     int
+	cache map[fsm.Hash]fsm.BlobInfo
+}
+
+func (r *statusReader) Blob(h fsm.Hash) fsm.BlobInfo {
+	if b, ok := r.cache[h]; ok {
+		return b
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := r.e.api[r.i].GetStatus(ctx, &blobgcv1.GetStatusRequest{Hash: h[:], Consistency: blobgcv1.Consistency_CONSISTENCY_STALE})
+	if err != nil {
+		r.e.t.Fatalf("final status of %s: %v", h, err)
+	}
+	b := blobInfo(st)
+	r.cache[h] = b
+	return b
+}
+
+// blobInfo converts a wire status to the state machine's form (the wire
+// enum is the fsm.Status plus one: 0 is UNSPECIFIED).
+func blobInfo(st *blobgcv1.BlobStatus) fsm.BlobInfo {
+	return fsm.BlobInfo{Hash: fsm.Hash(st.Hash), Status: fsm.Status(st.State - 1), Since: st.UnreferencedSinceNs,
+		CoordinatorPin: st.CoordinatorPin, ReferencedBy: st.ReferencedBy, PinnedBy: st.PinnedBy,
+		Dangling: st.Dangling, Registered: st.Registered}
+}
+
+// listBlobs reads every known blob of server i with stale (local) reads.
+func (e *procEnv) listBlobs(ctx context.Context, i int) ([]*blobgcv1.BlobStatus, error) {
+	var out []*blobgcv1.BlobStatus
+	token := ""
+	for {
+		resp, err := e.api[i].ListBlobs(ctx, &blobgcv1.ListBlobsRequest{PageSize: 1000, PageToken: token, Consistency: blobgcv1.Consistency_CONSISTENCY_STALE})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.Blobs...)
+		if token = resp.NextPageToken; token == "" {
+			return out, nil
+		}
+	}
+}
+
+// finalState reads server 0's blobs and cycle history once all servers
+// have converged (and the workload has stopped: only cycles change it).
+func (e *procEnv) finalState() (*statusReader, []fsm.HistoryEvent) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m := &statusReader{e: e, i: 0, cache: map[fsm.Hash]fsm.BlobInfo{}}
+	var events []fsm.HistoryEvent
+	token := ""
+	for {
+		resp, err := e.api[0].History(ctx, &blobgcv1.HistoryRequest{PageToken: token, Consistency: blobgcv1.Consistency_CONSISTENCY_STALE})
+		if err != nil {
+			e.t.Fatalf("final history: %v", err)
+		}
+		for _, ev := range resp.Events {
+			he := fsm.HistoryEvent{Seq: ev.Seq, Time: ev.TimeNs, WallTime: ev.WallTimeNs, EligibleCount: int(ev.EligibleCount),
+				Preserved: int(ev.Preserved), NodesReporting: int(ev.NodesReporting), Skipped: ev.Skipped}
+			for _, h := range ev.NewlyMarked {
+				he.NewlyMarked = append(he.NewlyMarked, fsm.Hash(h))
+			}
+			events = append(events, he)
+		}
+		if token = resp.NextPageToken; token == "" {
+			return m, events
+		}
+	}
+}
+
+// procObserver is chaos.Observer for processes: it polls every running
+// server over the wire (stale reads, which that server answers from its own
+// state machine) for its blobs, cluster time and raft role, and checks
+// invariant 2 (no mark before the grace period, in cluster time) and that
+// no term has two leaders.
+type procObserver struct {
+	e     *procEnv
+	grace time.Duration
+	blobs func() []chaos.Hash
+
+	mu      sync.Mutex
+	track   map[[2]int]map[chaos.Hash]*procTrack // (server, incarnation) -> blob -> seen
+	leaders map[uint64]string                    // term -> leader id
+	vs      []chaos.Violation
+	polls   int
+	marks   int
+	marked  []chaos.MarkRecord
+}
+
+type procTrack struct {
+	status   fsm.Status
+	seen     bool
+	refAt    int64
+	hasRefAt bool
+	since    int64
+}
+
+func newProcObserver(e *procEnv, grace time.Duration, blobs func() []chaos.Hash) *procObserver {
+	return &procObserver{e: e, grace: grace, blobs: blobs, track: map[[2]int]map[chaos.Hash]*procTrack{},
+		leaders: map[uint64]string{}}
+}
+
+func (o *procObserver) run(stop <-chan struct{}, interval time.Duration) {
+	tk := time.NewTicker(interval)
+	defer tk.Stop()
+	for {
+		o.poll()
+		select {
+		case <-stop:
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+// poll looks at every running server once, in parallel, so that a server
+// that hangs does not delay the others.
+func (o *procObserver) poll() {
+	ups, incs := o.e.up()
+	watched := map[chaos.Hash]bool{}
+	for _, h := range o.blobs() {
+		watched[h] = true
+	}
+	var wg sync.WaitGroup
+	for i, up := range ups {
+		if !up {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			o.pollLeader(ctx, i)
+			o.pollBlobs(ctx, i, incs[i], watched)
+		}()
+	}
+	wg.Wait()
+	o.mu.Lock()
+	o.polls++
+	o.mu.Unlock()
+}
+
+// pollLeader records the term a server leads. Two self reads: when the
+// first's term (read after its role) equals the second's (read after the
+// second's role) and the second says leader, the role belongs to that term.
+func (o *procObserver) pollLeader(ctx context.Context, i int) {
+	_, t1, err := o.e.self(ctx, i)
+	if err != nil {
+		return
+	}
+	m, t2, err := o.e.self(ctx, i)
+	if err != nil || t1 != t2 || !m.Leader {
+		return
+	}
+	o.sawLeader(t1, o.e.pc.procs[i].id)
+}
+
+// sawLeader records that id led term.
+func (o *procObserver) sawLeader(term uint64, id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if prev, ok := o.leaders[term]; ok && prev != id {
+		o.vs = append(o.vs, chaos.Violation{Invariant: chaos.InvLeaderPerTerm, Msg: fmt.Sprintf("term %d has two leaders: %s and %s", term, prev, id)})
+		return
+	}
+	o.leaders[term] = id
+}
+
+func (o *procObserver) clusterTime(ctx context.Context, i int) (int64, error) {
+	st, err := o.e.api[i].GetStats(ctx, &blobgcv1.GetStatsRequest{Consistency: blobgcv1.Consistency_CONSISTENCY_STALE})
+	if err != nil {
+		return 0, err
+	}
+	return st.ClusterTimeNs, nil
+}
+
+func (o *procObserver) pollBlobs(ctx context.Context, i, inc int, watched map[chaos.Hash]bool) {
+	before, err := o.clusterTime(ctx, i) // a lower bound of the time of the states read next
+	if err != nil {
+		return
+	}
+	bs, err := o.e.listBlobs(ctx, i)
+	if err != nil {
+		return
+	}
+	after, err := o.clusterTime(ctx, i) // an upper bound
+	if err != nil {
+		return
+	}
+	// A restart between the reads would mix two incarnations' states.
+	if _, incs := o.e.up(); incs[i] != inc {
+		return
+	}
+	infos := make([]fsm.BlobInfo, 0, len(bs))
+	for _, st := range bs {
+		if b := blobInfo(st); watched[b.Hash] {
+			infos = append(infos, b)
+		}
+	}
+	o.observe(o.e.pc.procs[i].id, [2]int{i, inc}, before, after, infos)
+}
+
+// observe checks one server instance's blob states, read between cluster
+// times before and after, against what it showed in earlier polls.
+func (o *procObserver) observe(id string, key [2]int, before, after int64, bs []fsm.BlobInfo) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	tr := o.track[key]
+	if tr == nil {
+		// A restarted server replays its log: a new, consistent sequence.
+		tr = map[chaos.Hash]*procTrack{}
+		o.track[key] = tr
+	}
+	grace := o.grace.Nanoseconds()
+	for _, b := range bs {
+		t := tr[b.Hash]
+		if t == nil {
+			t = &procTrack{}
+			tr[b.Hash] = t
+		}
+		switch b.Status {
+		case fsm.StatusActive, fsm.StatusPinned:
+			t.refAt, t.hasRefAt, t.since = before, true, 0
+		case fsm.StatusUnreferenced:
+			t.since = b.Since
+		case fsm.StatusMarked, fsm.StatusDeleting, fsm.StatusCollected:
+			if t.seen && (t.status == fsm.StatusActive || t.status == fsm.StatusPinned || t.status == fsm.StatusUnreferenced) {
+				o.marks++
+				if t.hasRefAt && after-t.refAt < grace {
+					o.vs = append(o.vs, chaos.Violation{Invariant: 2, Msg: fmt.Sprintf("server %s: %s marked by cluster time %d, only %v after it was seen referenced at %d",
+						id, b.Hash, after, time.Duration(after-t.refAt), t.refAt)})
+				}
+				if t.since != 0 {
+					o.marked = append(o.marked, chaos.MarkRecord{Server: id, Hash: b.Hash, Since: t.since, By: after})
+					if after-t.since < grace {
+						o.vs = append(o.vs, chaos.Violation{Invariant: 2, Msg: fmt.Sprintf("server %s: %s marked by cluster time %d, unreferenced since %d: %v < grace %v",
+							id, b.Hash, after, t.since, time.Duration(after-t.since), o.grace)})
+					}
+				}
+			}
+		}
+		t.status, t.seen = b.Status, true
+	}
+}
+
+func (o *procObserver) violations() []chaos.Violation {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]chaos.Violation(nil), o.vs...)
+}
+
+func (o *procObserver) leaderChanges() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return max(len(o.leaders)-1, 0)
+}
+
+func (o *procObserver) leadersSeen() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.leaders)
+}
+
+func (o *procObserver) markRecords() []chaos.MarkRecord {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]chaos.MarkRecord(nil), o.marked...)
+}
+
+func (o *procObserver) markCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.marks
+}
+
+func (o *procObserver) pollCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.polls
+}
