@@ -325,7 +325,7 @@ func (c *Client) callAt(ctx context.Context, method string, k opKind, addr strin
 		if target == "" {
 			target = c.pick(k == staleRead)
 		}
-		err := c.attempt(ctx, target, addr == "", fn)
+		err := c.attempt(ctx, target, addr == "", k != once, fn)
 		if err == nil {
 			return nil
 		}
@@ -357,12 +357,17 @@ func (c *Client) callAt(ctx context.Context, method string, k opKind, addr strin
 }
 
 // attempt runs fn once against target and learns the leader from the reply.
-func (c *Client) attempt(ctx context.Context, target string, route bool, fn attemptFunc) error {
+// A bounded attempt gives up after the call timeout, so that a retry can go
+// elsewhere; an unbounded one has the caller's whole deadline.
+func (c *Client) attempt(ctx context.Context, target string, route, bounded bool, fn attemptFunc) error {
 	cc, err := c.conn(target)
 	if err != nil {
 		return err
 	}
-	actx, cancel := context.WithTimeout(ctx, c.cfg.callTimeout)
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if bounded {
+		actx, cancel = context.WithTimeout(ctx, c.cfg.callTimeout)
+	}
 	defer cancel()
 	var hdr, trl metadata.MD
 	err = fn(actx, blobgcv1.NewBlobGCClient(cc), grpc.Header(&hdr), grpc.Trailer(&trl))

@@ -25,17 +25,21 @@
 //     has no leader to forward to, when leadership was lost while a write was
 //     in flight (outcome unknown), and the connection layer answers it when a
 //     server is down.
-//   - DeadlineExceeded of one attempt (the per-call timeout, while the
-//     caller's context is still live) is an unknown outcome too; it is retried
-//     for reads and for idempotent writes. Every blobgc write is idempotent or
+//   - DeadlineExceeded of one attempt (the per-call timeout, 2 s by default,
+//     while the caller's context is still live) is an unknown outcome too; it
+//     is retried for reads and for idempotent writes. The per-call timeout is
+//     what gets a client past a frozen leader (a paused process keeps its
+//     connections open and answers nothing): the next attempt goes to
+//     another server, which by then follows the new leader. Every blobgc write is idempotent or
 //     deduplicated: registering, pinning, unpinning, claiming, confirming and
 //     deregistering converge to the same state when repeated; a full report
 //     replaces the sets with the same sets; a repeated delta sequence number
 //     and a repeated chunk are recognised and ignored; membership changes are
 //     no-ops when already done. RunCycle and TransferLeadership are not
 //     idempotent (a repeat runs one more cycle, or moves leadership again),
-//     so they are retried only on Unavailable: a second cycle is what the
-//     scheduler would have done anyway, and a second transfer is harmless.
+//     so they are retried only on Unavailable (a second cycle is what the
+//     scheduler would have done anyway, and a second transfer is harmless),
+//     and their one attempt may take the caller's whole deadline.
 //   - InvalidArgument, FailedPrecondition, ResourceExhausted, NotFound and
 //     every other code are never retried: the request itself is wrong, or the
 //     state does not allow it, and repeating it cannot help.

@@ -13,7 +13,13 @@ import (
 
 // Defaults of the options.
 const (
-	DefaultCallTimeout  = 15 * time.Second
+	// DefaultCallTimeout bounds one attempt of an operation that may be
+	// retried. A leader that is frozen (SIGSTOP, a VM pause) keeps its
+	// connections open and answers nothing; after this long the client
+	// tries another server, which by then knows the new leader. Operations
+	// that are not retried on a timeout (RunCycle, TransferLeadership) get
+	// the whole retry deadline for their one attempt.
+	DefaultCallTimeout  = 2 * time.Second
 	DefaultRetryTimeout = 30 * time.Second
 	DefaultBackoffBase  = 10 * time.Millisecond
 	// DefaultBackoffMax is small because the usual reason to wait is an

@@ -98,11 +98,17 @@ func (s *Server) forward(ctx context.Context, method string, req, resp proto.Mes
 	if err != nil {
 		return s.withHint(codes.Unavailable, "forwarding to the leader: "+err.Error())
 	}
-	octx := metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.ID)
+	octx, cancel := context.WithCancelCause(metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.ID))
+	defer cancel(nil)
+	stop := s.abandonOnLeaderChange(octx, addr, cancel)
+	defer stop()
 	err = cc.Invoke(octx, method, req, resp)
 	s.metrics.forwarded.WithLabelValues(methodName(method), codeOf(err)).Inc()
 	if err == nil {
 		return nil
+	}
+	if errors.Is(context.Cause(octx), errLeaderChanged) {
+		return s.withHint(codes.Unavailable, "the leader changed while the request was forwarded to it; outcome unknown")
 	}
 	st := status.Convert(err)
 	if st.Code() == codes.Unavailable && len(st.Details()) == 0 {
@@ -113,6 +119,40 @@ func (s *Server) forward(ctx context.Context, method string, req, resp proto.Mes
 	}
 	return err
 }
+
+// errLeaderChanged cancels a forwarded call whose leader was replaced.
+var errLeaderChanged = errors.New("leader changed")
+
+// abandonOnLeaderChange cancels a call forwarded to leader as soon as this
+// server follows another leader (or none). A leader that is frozen (a
+// stopped process, a paused VM) keeps its connections open and answers
+// nothing; without this the call would wait for the caller's whole
+// deadline although the others elected a new leader long before.
+func (s *Server) abandonOnLeaderChange(ctx context.Context, leader raft.ServerAddress, cancel context.CancelCauseFunc) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(leaderPollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if addr, _ := s.raft.LeaderWithID(); addr != leader {
+					cancel(errLeaderChanged)
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// leaderPollInterval is how often a forwarded call checks that its leader
+// is still the leader: small against an election timeout.
+const leaderPollInterval = 20 * time.Millisecond
 
 func methodName(full string) string {
 	if i := strings.LastIndexByte(full, '/'); i >= 0 {

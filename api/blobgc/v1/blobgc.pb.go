@@ -785,7 +785,8 @@ type BlobStatus struct {
 	// Cluster time (ns) since which the blob has been unreferenced.
 	UnreferencedSinceNs int64 `protobuf:"varint,3,opt,name=unreferenced_since_ns,json=unreferencedSinceNs,proto3" json:"unreferenced_since_ns,omitempty"`
 	CoordinatorPin      bool  `protobuf:"varint,4,opt,name=coordinator_pin,json=coordinatorPin,proto3" json:"coordinator_pin,omitempty"`
-	// Nodes whose live reports reference or pin the blob.
+	// Nodes whose live reports reference or pin the blob (GetStatus only:
+	// ListBlobs leaves them empty to stay cheap per page).
 	ReferencedBy []string `protobuf:"bytes,5,rep,name=referenced_by,json=referencedBy,proto3" json:"referenced_by,omitempty"`
 	PinnedBy     []string `protobuf:"bytes,6,rep,name=pinned_by,json=pinnedBy,proto3" json:"pinned_by,omitempty"`
 	// A live report names a blob that is being or has been deleted.
