@@ -160,6 +160,7 @@ func New(cfg Config) (_ *Server, err error) {
 
 	s.trans, err = transport.New(transport.Config{
 		LocalAddr: raft.ServerAddress(s.addr),
+		LocalID:   raft.ServerID(cfg.ID),
 		TLS:       clientTLS,
 		Logger:    s.log.Named("transport"),
 	})

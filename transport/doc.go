@@ -67,6 +67,12 @@
 // interceptors admit only callers with a certificate verified by the cluster
 // CA to the Raft service.
 //
+// Every call names the raft ID it is meant for, and a transport with a
+// LocalID refuses calls meant for another server: raft never checks who
+// answers, and an address can come to point at a different server (a
+// restarted container that was given another's old IP). The caller then
+// drops its connections to that address, so the next call resolves it anew.
+//
 // Faults wraps transports of a test cluster with a shared table of
 // partitions, black holes, delays and drop rates between addresses.
 package transport

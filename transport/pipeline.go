@@ -22,7 +22,7 @@ var errPipelineStalled = errors.New("transport: pipeline stalled: no response wi
 // per pipeline on the replication connection. At most MaxInFlight requests
 // are unanswered; AppendEntries returns only while fewer are (back-pressure).
 // MaxInFlight 1 returns raft.ErrPipelineReplicationNotSupported.
-func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
 	if t.cfg.MaxInFlight < 2 {
 		return nil, raft.ErrPipelineReplicationNotSupported
 	}
@@ -30,7 +30,7 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(t.ctx)
+	ctx, cancel := context.WithCancel(withTarget(t.ctx, id))
 	// Opening a stream waits for a ready connection and has no deadline of
 	// its own; bound it so a dead peer cannot hang raft's replication.
 	opening := time.AfterFunc(t.cfg.Timeout, cancel)
@@ -40,7 +40,7 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 	}
 	if err != nil {
 		cancel()
-		return nil, t.clientError(err)
+		return nil, t.clientError(target, err)
 	}
 	p := &pipeline{
 		t:        t,
@@ -161,7 +161,7 @@ func (p *pipeline) send(f *appendFuture, chunks []*raft.AppendEntriesRequest) er
 		if err := p.stream.Send(encodeAppendEntriesRequest(chunk)); err != nil {
 			// Send reports io.EOF when the stream is gone; the receiver
 			// sees the real status.
-			err = fmt.Errorf("transport: pipeline send: %w", p.t.clientError(err))
+			err = fmt.Errorf("transport: pipeline send: %w", p.t.clientError(p.target, err))
 			p.fail(err)
 			return err
 		}
@@ -216,7 +216,7 @@ func (p *pipeline) await(f *appendFuture) error {
 		p.armed.Store(false)
 		p.watchdog.Stop()
 		if err != nil {
-			p.fail(fmt.Errorf("transport: pipeline receive: %w", p.t.clientError(err)))
+			p.fail(fmt.Errorf("transport: pipeline receive: %w", p.t.clientError(p.target, err)))
 			return p.failure()
 		}
 		if failed {

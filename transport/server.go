@@ -93,6 +93,9 @@ func unexpectedResponse(r any) error {
 
 // AppendEntries implements pb.RaftServer for t.
 func (s *raftServer) AppendEntries(ctx context.Context, req *pb.AppendEntriesRequest) (*pb.AppendEntriesResponse, error) {
+	if err := s.t.checkTarget(ctx); err != nil {
+		return nil, err
+	}
 	t := s.t
 	cmd := decodeAppendEntriesRequest(req)
 	hb := isHeartbeat(cmd)
@@ -123,6 +126,9 @@ func appendEntriesAnswer(resp raft.RPCResponse) (*pb.AppendEntriesResponse, erro
 
 // RequestVote implements pb.RaftServer for t.
 func (s *raftServer) RequestVote(ctx context.Context, req *pb.RequestVoteRequest) (*pb.RequestVoteResponse, error) {
+	if err := s.t.checkTarget(ctx); err != nil {
+		return nil, err
+	}
 	t := s.t
 	t.metrics.served1(rpcRequestVote)
 	resp, err := t.call(ctx, decodeRequestVoteRequest(req), nil, false)
@@ -143,6 +149,9 @@ func (s *raftServer) RequestVote(ctx context.Context, req *pb.RequestVoteRequest
 
 // RequestPreVote implements pb.RaftServer for t.
 func (s *raftServer) RequestPreVote(ctx context.Context, req *pb.RequestPreVoteRequest) (*pb.RequestPreVoteResponse, error) {
+	if err := s.t.checkTarget(ctx); err != nil {
+		return nil, err
+	}
 	t := s.t
 	t.metrics.served1(rpcRequestPreVote)
 	resp, err := t.call(ctx, decodeRequestPreVoteRequest(req), nil, false)
@@ -163,6 +172,9 @@ func (s *raftServer) RequestPreVote(ctx context.Context, req *pb.RequestPreVoteR
 
 // TimeoutNow implements pb.RaftServer for t.
 func (s *raftServer) TimeoutNow(ctx context.Context, req *pb.TimeoutNowRequest) (*pb.TimeoutNowResponse, error) {
+	if err := s.t.checkTarget(ctx); err != nil {
+		return nil, err
+	}
 	t := s.t
 	t.metrics.served1(rpcTimeoutNow)
 	resp, err := t.call(ctx, decodeTimeoutNowRequest(req), nil, false)
@@ -185,6 +197,9 @@ func (s *raftServer) TimeoutNow(ctx context.Context, req *pb.TimeoutNowRequest) 
 // rpc.Reader, which pulls chunks from the stream and enforces the declared
 // size both ways.
 func (s *raftServer) InstallSnapshot(stream grpc.ClientStreamingServer[pb.InstallSnapshotChunk, pb.InstallSnapshotResponse]) error {
+	if err := s.t.checkTarget(stream.Context()); err != nil {
+		return err
+	}
 	t := s.t
 	first, err := stream.Recv()
 	if err != nil {
@@ -270,6 +285,9 @@ type inboundStream struct{ cancel context.CancelFunc }
 // answers in the same order, so the next request is already decoded and
 // queued while raft works on the current one.
 func (s *raftServer) AppendEntriesPipeline(stream grpc.BidiStreamingServer[pb.AppendEntriesRequest, pb.AppendEntriesResponse]) error {
+	if err := s.t.checkTarget(stream.Context()); err != nil {
+		return err
+	}
 	t := s.t
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()

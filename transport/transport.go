@@ -53,6 +53,12 @@ var ErrTransportShutdown = raft.ErrTransportShutdown
 type Config struct {
 	// LocalAddr is the advertised host:port of this server's shared gRPC listener.
 	LocalAddr raft.ServerAddress
+	// LocalID, if set, is this server's raft ID. Every outgoing call names
+	// the ID it is meant for, and a server with a LocalID refuses calls
+	// meant for another: an address can come to point at a different
+	// server (a restarted container that got another's old IP), and raft
+	// itself never checks who answers. Empty: no check.
+	LocalID raft.ServerID
 	// TLS is the client-side TLS configuration for dialing peers (mTLS: set
 	// Certificates and RootCAs); nil dials without TLS.
 	TLS *tls.Config
@@ -318,20 +324,40 @@ func (t *Transport) peer(target raft.ServerAddress) (*peerConns, error) {
 	return pc, nil
 }
 
-// callContext returns a context with the given deadline that Close cancels.
-func (t *Transport) callContext(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(t.ctx, d)
+// callContext returns a context with the given deadline that Close cancels,
+// naming the server the call is meant for.
+func (t *Transport) callContext(id raft.ServerID, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(t.ctx, d)
+	return withTarget(ctx, id), cancel
 }
 
-// clientError turns a gRPC call error into the error handed to raft.
-func (t *Transport) clientError(err error) error {
+// clientError turns a gRPC call error to target into the error handed to
+// raft. A call that reached the wrong server drops the connections to
+// target, so the next call dials (and resolves) the address again.
+func (t *Transport) clientError(target raft.ServerAddress, err error) error {
 	if err == nil {
 		return nil
 	}
 	if t.ctx.Err() != nil {
 		return ErrTransportShutdown
 	}
+	if isWrongServer(err) {
+		t.logger.Warn("address answered by another server, reconnecting", "peer", target, "error", err)
+		t.dropPeer(target)
+	}
 	return err
+}
+
+// dropPeer closes and forgets the connections to target.
+func (t *Transport) dropPeer(target raft.ServerAddress) {
+	t.mu.Lock()
+	pc, ok := t.peers[target]
+	delete(t.peers, target)
+	t.mu.Unlock()
+	if ok {
+		_ = pc.data.Close()
+		_ = pc.ctrl.Close()
+	}
 }
 
 // remoteError turns the error string raft answered with into an error.
@@ -354,7 +380,7 @@ func isHeartbeat(r *raft.AppendEntriesRequest) bool {
 
 // AppendEntries implements raft.Transport. Heartbeats travel on the control
 // connection with the heartbeat deadline.
-func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	pc, err := t.peer(target)
 	if err != nil {
 		return err
@@ -368,43 +394,43 @@ func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, ar
 		return err
 	}
 	if chunks == nil {
-		return t.appendEntries(cli, kind, timeout, args, resp)
+		return t.appendEntries(id, target, cli, kind, timeout, args, resp)
 	}
 	t.metrics.splits.Inc()
 	for _, chunk := range chunks {
-		if err := t.appendEntries(cli, kind, timeout, chunk, resp); err != nil || !resp.Success {
+		if err := t.appendEntries(id, target, cli, kind, timeout, chunk, resp); err != nil || !resp.Success {
 			return err
 		}
 	}
 	return nil
 }
 
-func (t *Transport) appendEntries(cli pb.RaftClient, kind rpcKind, timeout time.Duration, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+func (t *Transport) appendEntries(id raft.ServerID, target raft.ServerAddress, cli pb.RaftClient, kind rpcKind, timeout time.Duration, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	start := time.Now()
-	ctx, cancel := t.callContext(timeout)
+	ctx, cancel := t.callContext(id, timeout)
 	defer cancel()
 	out, err := cli.AppendEntries(ctx, encodeAppendEntriesRequest(args))
 	t.metrics.observe(kind, start, err)
 	if err != nil {
-		return t.clientError(err)
+		return t.clientError(target, err)
 	}
 	decodeAppendEntriesResponse(out, resp)
 	return remoteError(out.Error)
 }
 
 // RequestVote implements raft.Transport.
-func (t *Transport) RequestVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
 	pc, err := t.peer(target)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	ctx, cancel := t.callContext(t.cfg.HeartbeatTimeout)
+	ctx, cancel := t.callContext(id, t.cfg.HeartbeatTimeout)
 	defer cancel()
 	out, err := pc.ctrlCli.RequestVote(ctx, encodeRequestVoteRequest(args))
 	t.metrics.observe(rpcRequestVote, start, err)
 	if err != nil {
-		return t.clientError(err)
+		return t.clientError(target, err)
 	}
 	decodeRequestVoteResponse(out, resp)
 	return remoteError(out.Error)
@@ -417,13 +443,13 @@ const unexpectedCommand = "unexpected command"
 // RequestPreVote implements raft.WithPreVote. A peer that does not know the
 // method answers Unimplemented, which is reported as raft's "unexpected
 // command" so that raft falls back as it does with NetworkTransport.
-func (t *Transport) RequestPreVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+func (t *Transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
 	pc, err := t.peer(target)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	ctx, cancel := t.callContext(t.cfg.HeartbeatTimeout)
+	ctx, cancel := t.callContext(id, t.cfg.HeartbeatTimeout)
 	defer cancel()
 	out, err := pc.ctrlCli.RequestPreVote(ctx, encodeRequestPreVoteRequest(args))
 	t.metrics.observe(rpcRequestPreVote, start, err)
@@ -431,25 +457,25 @@ func (t *Transport) RequestPreVote(_ raft.ServerID, target raft.ServerAddress, a
 		if status.Code(err) == codes.Unimplemented {
 			return fmt.Errorf("%s: peer %s has no pre-vote: %w", unexpectedCommand, target, err)
 		}
-		return t.clientError(err)
+		return t.clientError(target, err)
 	}
 	decodeRequestPreVoteResponse(out, resp)
 	return remoteError(out.Error)
 }
 
 // TimeoutNow implements raft.Transport.
-func (t *Transport) TimeoutNow(_ raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+func (t *Transport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
 	pc, err := t.peer(target)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	ctx, cancel := t.callContext(t.cfg.HeartbeatTimeout)
+	ctx, cancel := t.callContext(id, t.cfg.HeartbeatTimeout)
 	defer cancel()
 	out, err := pc.ctrlCli.TimeoutNow(ctx, encodeTimeoutNowRequest(args))
 	t.metrics.observe(rpcTimeoutNow, start, err)
 	if err != nil {
-		return t.clientError(err)
+		return t.clientError(target, err)
 	}
 	decodeTimeoutNowResponse(out, resp)
 	return remoteError(out.Error)
@@ -468,29 +494,29 @@ func (t *Transport) snapshotTimeout(size int64) time.Duration {
 // InstallSnapshot implements raft.Transport. It streams exactly args.Size
 // bytes of data in chunks; data that is shorter or longer than args.Size
 // fails the call, and the receiver checks the size again.
-func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+func (t *Transport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
 	pc, err := t.peer(target)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	ctx, cancel := t.callContext(t.snapshotTimeout(args.Size))
+	ctx, cancel := t.callContext(id, t.snapshotTimeout(args.Size))
 	defer cancel()
-	err = t.sendSnapshot(ctx, pc.dataCli, args, resp, data)
+	err = t.sendSnapshot(ctx, target, pc.dataCli, args, resp, data)
 	t.metrics.observe(rpcInstallSnapshot, start, err)
 	return err
 }
 
-func (t *Transport) sendSnapshot(ctx context.Context, cli pb.RaftClient, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+func (t *Transport) sendSnapshot(ctx context.Context, target raft.ServerAddress, cli pb.RaftClient, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
 	if args.Size < 0 {
 		return fmt.Errorf("transport: negative snapshot size %d", args.Size)
 	}
 	stream, err := cli.InstallSnapshot(ctx)
 	if err != nil {
-		return t.clientError(err)
+		return t.clientError(target, err)
 	}
 	if err := stream.Send(&pb.InstallSnapshotChunk{Meta: encodeInstallSnapshotRequest(args)}); err != nil {
-		return t.streamSendError(stream, err, resp)
+		return t.streamSendError(target, stream, err, resp)
 	}
 	var sent int64
 	for sent < args.Size {
@@ -500,7 +526,7 @@ func (t *Transport) sendSnapshot(ctx context.Context, cli pb.RaftClient, args *r
 		n, rerr := io.ReadFull(data, buf)
 		if n > 0 {
 			if err := stream.Send(&pb.InstallSnapshotChunk{Data: buf[:n]}); err != nil {
-				return t.streamSendError(stream, err, resp)
+				return t.streamSendError(target, stream, err, resp)
 			}
 			sent += int64(n)
 		}
@@ -519,7 +545,7 @@ func (t *Transport) sendSnapshot(ctx context.Context, cli pb.RaftClient, args *r
 	}
 	out, err := stream.CloseAndRecv()
 	if err != nil {
-		return t.clientError(err)
+		return t.clientError(target, err)
 	}
 	decodeInstallSnapshotResponse(out, resp)
 	return remoteError(out.Error)
@@ -528,13 +554,13 @@ func (t *Transport) sendSnapshot(ctx context.Context, cli pb.RaftClient, args *r
 // streamSendError returns the real outcome of a failed snapshot stream:
 // Send reports io.EOF when the receiver has already answered (raft refused
 // the snapshot before reading all of it) or failed the call.
-func (t *Transport) streamSendError(stream grpc.ClientStreamingClient[pb.InstallSnapshotChunk, pb.InstallSnapshotResponse], err error, resp *raft.InstallSnapshotResponse) error {
+func (t *Transport) streamSendError(target raft.ServerAddress, stream grpc.ClientStreamingClient[pb.InstallSnapshotChunk, pb.InstallSnapshotResponse], err error, resp *raft.InstallSnapshotResponse) error {
 	if err != io.EOF {
-		return t.clientError(err)
+		return t.clientError(target, err)
 	}
 	out, err := stream.CloseAndRecv()
 	if err != nil {
-		return t.clientError(err)
+		return t.clientError(target, err)
 	}
 	decodeInstallSnapshotResponse(out, resp)
 	if out.Error != "" {
