@@ -70,6 +70,10 @@ type Config struct {
 	GC          *fsm.Config
 	MetricsAddr string // host:port for HTTP /metrics; empty = off
 	Logger      hclog.Logger
+	// WallClock, if set, is the source of every wall-clock reading the
+	// server records (a fault-injection aid for skews and jumps; the
+	// cluster clock never reads it). nil = the real clock.
+	WallClock *WallClock
 
 	// Faults, if set, wraps the raft transport with this fault table (tests).
 	Faults *transport.Faults

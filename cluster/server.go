@@ -76,13 +76,16 @@ type session struct {
 	cancel context.CancelFunc
 
 	// Set before ready is closed, read-only afterwards.
-	t0 int64     // cluster time applied before this term
-	m0 time.Time // monotonic reading at t0
+	t0   int64      // cluster time applied before this term
+	m0   time.Time  // real time.Now() at t0: only its monotonic reading is used
+	wall *WallClock // the server's wall-clock source (nil: the real clock)
 }
 
-// now returns the cluster time and wall time to stamp on a command.
+// now returns the cluster time and wall time to stamp on a command. The
+// cluster time is a difference of real monotonic readings, so a skewed or
+// jumping wall clock changes only the wall time.
 func (ss *session) now() (cluster, wall int64) {
-	return ss.t0 + int64(time.Since(ss.m0)), time.Now().UnixNano()
+	return ss.t0 + int64(time.Since(ss.m0)), ss.wall.Now().UnixNano()
 }
 
 // New opens the stores, creates raft and listens. It does not block; Start
@@ -100,6 +103,7 @@ func New(cfg Config) (_ *Server, err error) {
 		shutdownCh:  make(chan struct{}),
 		sessChanged: make(chan struct{}),
 	}
+	cfg.WallClock.SetLogger(s.log.Named("clock"))
 	s.repl = newReplicated(s.fsm)
 	var closers []func()
 	defer func() {
@@ -483,7 +487,7 @@ func (s *Server) watchLeadership() {
 
 func (s *Server) startSession() {
 	ctx, cancel := context.WithCancel(context.Background())
-	ss := &session{ready: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
+	ss := &session{ready: make(chan struct{}), done: make(chan struct{}), cancel: cancel, wall: s.cfg.WallClock}
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()

@@ -75,6 +75,11 @@ type procScenario struct {
 	Flags []string
 	// After, if set, checks the scenario's own expectations at the end.
 	After func(t *testing.T, e *procEnv)
+	// SkewedClocks says the servers' wall clocks are skewed on purpose: the
+	// servers' wall stamps then say nothing about real time, so cluster
+	// time is checked against the test's own clock (checkClusterRate)
+	// instead of against the cycles' wall stamps (chaos.CheckClockRate).
+	SkewedClocks bool
 }
 
 // procEnv is what a process scenario's faults act on. Its fault methods run
@@ -328,6 +333,11 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 		stopObserver()
 	}()
 
+	var samples func() []clusterSample
+	if sc.SkewedClocks {
+		samples = startClusterSampler(cl, h)
+		defer samples()
+	}
 	start := h.Now()
 	env.stop = time.Now().Add(o.Duration)
 	for time.Now().Before(env.stop) {
@@ -384,7 +394,13 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 	histChecked, histVs := chaos.CheckGraceHistory(obs.markRecords(), events, chaos.Grace)
 	res.Violations = append(res.Violations, histVs...)
 	// All processes read one machine's wall clock.
-	res.Violations = append(res.Violations, chaos.CheckClockRate(events, 5*time.Millisecond)...)
+	if sc.SkewedClocks {
+		worst, vs := checkClusterRate(samples(), clockRateSlack)
+		res.Violations = append(res.Violations, vs...)
+		t.Logf("cluster time against the test's clock: largest excess %v (slack %v)", worst, clockRateSlack)
+	} else {
+		res.Violations = append(res.Violations, chaos.CheckClockRate(events, 5*time.Millisecond)...)
+	}
 	t.Logf("grace checked against the cycle history for %d marks, clock rate over %d cycles; observer polls %d", histChecked, len(events), obs.pollCount())
 	res.LeaderChanges = obs.leaderChanges()
 	res.MarksChecked = obs.markCount()

@@ -28,6 +28,8 @@ type serverFlags struct {
 	gc                                    gcFlags
 	metricsAddr                           string
 	log                                   logFlags
+	clockSkew                             time.Duration
+	clockSkewFile                         string
 }
 
 // timingFlags are the raft and scheduler timings (0 = cluster defaults).
@@ -121,6 +123,11 @@ func (l *logFlags) register(fs *pflag.FlagSet, level string) {
 }
 
 func (l *logFlags) logger(w io.Writer, name string) (hclog.Logger, error) {
+	return l.loggerAt(w, name, nil)
+}
+
+// loggerAt builds the logger with now, if set, as its source of log times.
+func (l *logFlags) loggerAt(w io.Writer, name string, now hclog.TimeFunction) (hclog.Logger, error) {
 	if l.format != "text" && l.format != "json" {
 		return nil, fmt.Errorf("log format %q: want text or json", l.format)
 	}
@@ -128,7 +135,7 @@ func (l *logFlags) logger(w io.Writer, name string) (hclog.Logger, error) {
 	if lvl == hclog.NoLevel {
 		return nil, fmt.Errorf("log level %q: want trace, debug, info, warn or error", l.level)
 	}
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: lvl, JSONFormat: l.format == "json", Output: w}), nil
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: lvl, JSONFormat: l.format == "json", Output: w, TimeFn: now}), nil
 }
 
 func serverCmd() *cobra.Command {
@@ -164,6 +171,8 @@ with --join (any member's address) instead of --peers.`,
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) for peers and client certificates")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port for HTTP /metrics (empty: off)")
+	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "fault injection: offset added to every wall-clock reading of this server (stamped wall times, log times); cluster time is unaffected")
+	fs.StringVar(&f.clockSkewFile, "clock-skew-file", "", `fault injection: file whose skew ("DURATION" or "ID=DURATION" lines) is added to --clock-skew; re-read when it changes, so the wall clock jumps at runtime`)
 	f.timings.register(fs)
 	f.gc.register(fs)
 	f.log.register(fs, "info")
@@ -186,7 +195,11 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	if err != nil {
 		return c, err
 	}
-	log, err := f.log.logger(cmd.ErrOrStderr(), "blobgc")
+	wall, err := cluster.NewWallClock(f.clockSkew, f.id, f.clockSkewFile)
+	if err != nil {
+		return c, fmt.Errorf("--clock-skew-file: %v", err)
+	}
+	log, err := f.log.loggerAt(cmd.ErrOrStderr(), "blobgc", wall.Now)
 	if err != nil {
 		return c, err
 	}
@@ -197,6 +210,7 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 		GC:          gc,
 		MetricsAddr: f.metricsAddr,
 		Logger:      log,
+		WallClock:   wall,
 	}
 	f.timings.apply(&c)
 	return c, nil
