@@ -30,16 +30,6 @@ type api struct {
 // propose stamps op with the session's cluster clock, applies it and waits
 // for the result. A domain error comes back in Result.Err.
 func (s *Server) propose(ctx context.Context, ss *session, op any) (*fsm.Result, error) {
-	now, wall := ss.now()
-	// A session's clock is only valid in its own term: a stamp from an
-	// earlier term would count the election gap as elapsed cluster time.
-	if s.raft.CurrentTerm() != ss.term {
-		return nil, s.withHint(codes.Unavailable, "leadership changed; the write was not applied")
-	}
-	data, err := fsm.Encode(fsm.NewCommand(now, wall, op))
-	if err != nil {
-		return nil, domainError(err)
-	}
 	timeout := s.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d < timeout {
@@ -51,7 +41,25 @@ func (s *Server) propose(ctx context.Context, ss *session, op any) (*fsm.Result,
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// Stamping and enqueueing happen under one lock, so the log holds the
+	// leader's stamps in order: each entry's cluster and wall time belong
+	// to the same instant, and no entry carries a stamp older than the one
+	// before it.
+	s.proposeMu.Lock()
+	now, wall := ss.now()
+	// A session's clock is only valid in its own term: a stamp from an
+	// earlier term would count the election gap as elapsed cluster time.
+	if s.raft.CurrentTerm() != ss.term {
+		s.proposeMu.Unlock()
+		return nil, s.withHint(codes.Unavailable, "leadership changed; the write was not applied")
+	}
+	data, err := fsm.Encode(fsm.NewCommand(now, wall, op))
+	if err != nil {
+		s.proposeMu.Unlock()
+		return nil, domainError(err)
+	}
 	f := s.raft.Apply(data, timeout)
+	s.proposeMu.Unlock()
 	if err := waitFuture(ctx, f); err != nil {
 		if ctx.Err() != nil {
 			return nil, status.Errorf(status.Code(ctxError(ctx, "")), "%s before the write was applied; outcome unknown", ctx.Err())

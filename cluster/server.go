@@ -36,18 +36,19 @@ const gracefulStopWait = 2 * time.Second
 // Server is one blobgc coordinator server: raft, the state machine, the gRPC
 // API and metrics.
 type Server struct {
-	cfg    Config
-	log    hclog.Logger
-	fsm    *fsm.FSM
-	repl   *replicated
-	raft   *raft.Raft
-	trans  *transport.Transport
-	store  *raftboltdb.BoltStore
-	snaps  *raft.FileSnapshotStore
-	lis    net.Listener
-	grpc   *grpc.Server
-	health *health.Server
-	addr   string // advertised
+	proposeMu sync.Mutex // orders stamping with enqueueing (propose)
+	cfg       Config
+	log       hclog.Logger
+	fsm       *fsm.FSM
+	repl      *replicated
+	raft      *raft.Raft
+	trans     *transport.Transport
+	store     *raftboltdb.BoltStore
+	snaps     *raft.FileSnapshotStore
+	lis       net.Listener
+	grpc      *grpc.Server
+	health    *health.Server
+	addr      string // advertised
 
 	conns   *connCache
 	reports inflight
