@@ -1,34 +1,51 @@
 #!/usr/bin/env bash
-# Runs chaos scenarios (in-process or server processes) and prints a summary table.
+# Runs chaos scenarios (in-process, server processes or containers) and prints a summary table.
 #
 #   scripts/chaos.sh [--scenario NAME|all] [--servers 3|5] [--duration 30s] [--seed N] [--count N]
+#   scripts/chaos.sh --level inproc|proc|docker [--servers 3|5] [--duration 30s] [--seed N] [--count N]
 #
 # In-process scenarios (package chaos): LeaderIsolated MinorityPartition
 # MajorityPartition OneWayPartition Delays Drops CrashRestart Mixed None;
 # server processes (package system_test, SIGKILL/SIGSTOP): ProcLeaderKill
 # ProcRandomKill ProcLeaderPause ProcRestartAll ProcMixed5
-# ProcKillWithSnapshots; all = every one.
+# ProcKillWithSnapshots ProcClockSkew; all = every one of these.
+# Containers (package system_test/docker, needs Docker and Compose; docker
+# kill/start, network disconnect/connect, restart): DockerKillLeader
+# DockerPartitionLeader DockerRestartRandom DockerMixed5
+# DockerCatchesUnsafeSweeper; --level docker runs them all.
+# --level runs every scenario of one level instead of --scenario.
 # --servers overrides a scenario's own server count; --duration is each
 # scenario's fault phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenario=all servers=0 duration=8s seed=0 count=1
+scenario=all level='' servers=0 duration=8s seed=0 count=1
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--scenario) scenario="$2"; shift 2 ;;
+	--level) level="$2"; shift 2 ;;
 	--servers) servers="$2"; shift 2 ;;
 	--duration) duration="$2"; shift 2 ;;
 	--seed) seed="$2"; shift 2 ;;
 	--count) count="$2"; shift 2 ;;
-	-h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
 	*) echo "unknown argument: $1" >&2; exit 2 ;;
 	esac
 done
 
-if [[ "$scenario" == all ]]; then
+if [[ -n "$level" ]]; then
+	case "$level" in
+	inproc) pkgs=(./chaos/); run='^TestChaos_' ;;
+	proc) pkgs=(./system_test/); run='^TestProcChaos_' ;;
+	docker) pkgs=(./system_test/docker/); run='^TestDockerChaos_' ;;
+	*) echo "--level: one of inproc, proc, docker" >&2; exit 2 ;;
+	esac
+elif [[ "$scenario" == all ]]; then
 	pkgs=(./chaos/ ./system_test/)
 	run='^Test(Proc)?Chaos_'
+elif [[ "$scenario" == Docker* ]]; then
+	pkgs=(./system_test/docker/)
+	run="^TestDockerChaos_${scenario#Docker}\$"
 elif [[ "$scenario" == Proc* ]]; then
 	pkgs=(./system_test/)
 	run="^TestProcChaos_${scenario#Proc}\$"
