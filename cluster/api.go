@@ -44,7 +44,10 @@ func (s *Server) propose(ctx context.Context, ss *session, op any) (*fsm.Result,
 	// Stamping and enqueueing happen under one lock, so the log holds the
 	// leader's stamps in order: each entry's cluster and wall time belong
 	// to the same instant, and no entry carries a stamp older than the one
-	// before it.
+	// before it. The lock covers only the hand-over to raft's buffered
+	// apply channel (BatchApplyCh), never the wait for commit, so
+	// concurrent proposals queue up there and the leader loop writes them
+	// to the log together: one fsync for the group.
 	s.proposeMu.Lock()
 	now, wall := ss.now()
 	// A session's clock is only valid in its own term: a stamp from an
@@ -60,7 +63,7 @@ func (s *Server) propose(ctx context.Context, ss *session, op any) (*fsm.Result,
 	}
 	f := s.raft.Apply(data, timeout)
 	s.proposeMu.Unlock()
-	if err := waitFuture(ctx, f); err != nil {
+	if err := waitApplied(ctx, ss, f); err != nil {
 		if ctx.Err() != nil {
 			return nil, status.Errorf(status.Code(ctxError(ctx, "")), "%s before the write was applied; outcome unknown", ctx.Err())
 		}

@@ -30,7 +30,10 @@ const (
 	DefaultSnapshotThreshold  = 8192
 	DefaultSnapshotInterval   = 120 * time.Second
 	DefaultTrailingLogs       = 10240
-	DefaultJoinTimeout        = 2 * time.Minute
+	// DefaultMaxAppendEntries bounds both a group commit (how many queued
+	// proposals one log write takes) and one AppendEntries batch.
+	DefaultMaxAppendEntries = 64
+	DefaultJoinTimeout      = 2 * time.Minute
 
 	// MaxBatch is the most hashes one request may carry (all fields of a report
 	// together). 30,000 hashes encode to about 960 KB, inside fsm.MaxCommandSize.
@@ -61,6 +64,10 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// MaxAppendEntries is the most entries one log write (group commit) or
+	// one AppendEntries call carries; 0 = DefaultMaxAppendEntries, at most
+	// 1024 (raft's limit).
+	MaxAppendEntries int
 
 	ApplyTimeout  time.Duration // how long a write may wait for commit; default 10s
 	CycleInterval time.Duration // the leader runs a GC cycle this often; 0 = 30s; <0 = off
@@ -140,6 +147,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = DefaultTrailingLogs
+	}
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = DefaultMaxAppendEntries
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		c.LeaderLeaseTimeout = c.HeartbeatTimeout

@@ -83,9 +83,24 @@ func domainError(err error) error {
 	return status.Error(code, fe.Message)
 }
 
+// waitApplied waits for a proposal's future like waitFuture, and also gives
+// up as soon as the session ends: raft never answers a future still queued
+// in its apply channel when it shuts down, and a proposal in flight when
+// leadership is lost may or may not commit. Either way the caller learns at
+// once that the outcome is unknown, instead of after the apply timeout.
+func waitApplied(ctx context.Context, ss *session, f raft.Future) error {
+	return waitFutureUntil(ctx, ss.done, f)
+}
+
 // waitFuture waits for f, or until ctx ends (the operation then continues in
 // raft and its outcome is unknown).
 func waitFuture(ctx context.Context, f raft.Future) error {
+	return waitFutureUntil(ctx, nil, f)
+}
+
+// waitFutureUntil waits for f until ctx ends or stop is closed (a nil stop
+// never is); after stop, an answer that arrived meanwhile still holds.
+func waitFutureUntil(ctx context.Context, stop <-chan struct{}, f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	select {
@@ -93,5 +108,12 @@ func waitFuture(ctx context.Context, f raft.Future) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-stop:
+		select {
+		case err := <-done:
+			return err
+		default:
+			return raft.ErrLeadershipLost
+		}
 	}
 }

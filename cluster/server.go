@@ -187,9 +187,13 @@ func New(cfg Config) (_ *Server, err error) {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
-	// BatchApplyCh stays off: with a buffered apply channel, futures still
-	// queued when raft shuts down are never answered. The leader loop
-	// batches concurrent Applies anyway.
+	// A buffered apply channel is what lets the leader loop group commit:
+	// proposals queue there while it writes the previous group, and it
+	// takes up to MaxAppendEntries of them into the next log write. Raft
+	// never answers futures still queued when it shuts down; propose stops
+	// waiting for them when the session ends (waitApplied).
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = cfg.MaxAppendEntries
 	rc.NotifyCh = s.notifyCh
 	rc.Logger = s.log.Named("raft")
 	if err := raft.ValidateConfig(rc); err != nil {

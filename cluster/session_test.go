@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -54,5 +56,25 @@ func TestSessionClock(t *testing.T) {
 	}
 	if wall <= 0 {
 		t.Fatal("no wall time")
+	}
+}
+
+// pendingFuture is a raft future that is never answered, as one still queued
+// in raft's apply channel when raft shuts down.
+type pendingFuture struct{ never chan struct{} }
+
+func (f pendingFuture) Error() error { <-f.never; return nil }
+
+// A proposal whose future raft never answers is given up as soon as the
+// session ends, not at the caller's deadline.
+func TestWaitAppliedEndsWithTheSession(t *testing.T) {
+	ss := &session{done: make(chan struct{})}
+	never := make(chan struct{})
+	defer close(never)
+	got := make(chan error, 1)
+	go func() { got <- waitApplied(context.Background(), ss, pendingFuture{never}) }()
+	close(ss.done)
+	if err := <-got; !errors.Is(err, raft.ErrLeadershipLost) {
+		t.Fatalf("after the session ended: %v, want ErrLeadershipLost", err)
 	}
 }

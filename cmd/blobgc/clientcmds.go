@@ -45,6 +45,19 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.tlsKey, "tls-key", "", "client key file (PEM), with --tls-ca")
 }
 
+// clientOptions turns the flags into client options.
+func (f *clientFlags) clientOptions() ([]client.Option, error) {
+	opts := []client.Option{client.WithRetryTimeout(f.timeout)}
+	if f.tlsCA != "" {
+		opts = append(opts, client.WithTLS(f.tlsCA, f.tlsCert, f.tlsKey))
+	} else if f.tlsCert != "" || f.tlsKey != "" {
+		return nil, errors.New("--tls-cert and --tls-key need --tls-ca")
+	}
+	return opts, nil
+}
+
+func (f *clientFlags) serverList() []string { return strings.Split(f.servers, ",") }
+
 // env is what a client command runs with.
 type env struct {
 	ctx  context.Context
@@ -80,13 +93,11 @@ func clientCmd(use, short string, args cobra.PositionalArgs, run func(e *env, cm
 		if f.output != "table" && f.output != "json" {
 			return fmt.Errorf("output format %q: want table or json", f.output)
 		}
-		opts := []client.Option{client.WithRetryTimeout(f.timeout)}
-		if f.tlsCA != "" {
-			opts = append(opts, client.WithTLS(f.tlsCA, f.tlsCert, f.tlsKey))
-		} else if f.tlsCert != "" || f.tlsKey != "" {
-			return errors.New("--tls-cert and --tls-key need --tls-ca")
+		opts, err := f.clientOptions()
+		if err != nil {
+			return err
 		}
-		c, err := client.New(strings.Split(f.servers, ","), opts...)
+		c, err := client.New(f.serverList(), opts...)
 		if err != nil {
 			return err
 		}
