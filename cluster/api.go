@@ -108,11 +108,12 @@ func (s *Server) runCycle(ctx context.Context, ss *session) (*fsm.Result, error)
 }
 
 // linearize makes a read on the leader linearizable: the commit index taken
-// now, leadership confirmed by a quorum afterwards in the same term, and the
-// FSM caught up to that index.
+// now, leadership confirmed by a quorum afterwards in the same term (in a
+// VerifyLeader round shared with concurrent reads), and the FSM caught up
+// to that index.
 func (s *Server) linearize(ctx context.Context, ss *session) error {
 	idx := s.raft.CommitIndex()
-	if err := waitFuture(ctx, s.raft.VerifyLeader()); err != nil {
+	if err := s.leaderCheck.confirm(ctx); err != nil {
 		if ctx.Err() != nil {
 			return ctxError(ctx, "confirming leadership")
 		}

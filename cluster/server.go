@@ -50,9 +50,10 @@ type Server struct {
 	health    *health.Server
 	addr      string // advertised
 
-	conns   *connCache
-	reports inflight
-	metrics *metrics
+	conns       *connCache
+	reports     inflight
+	leaderCheck leaderCheck // shared VerifyLeader rounds for linearizable reads
+	metrics     *metrics
 
 	metricsLis  net.Listener
 	metricsHTTP *http.Server
@@ -106,6 +107,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	cfg.WallClock.SetLogger(s.log.Named("clock"))
 	s.repl = newReplicated(s.fsm)
+	s.leaderCheck.verify = func() error { return s.raft.VerifyLeader().Error() }
 	var closers []func()
 	defer func() {
 		if err != nil {
