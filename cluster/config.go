@@ -68,6 +68,10 @@ type Config struct {
 	// one AppendEntries call carries; 0 = DefaultMaxAppendEntries, at most
 	// 1024 (raft's limit).
 	MaxAppendEntries int
+	// LogStore is where the raft log lives: LogStoreBoltDB (default, in
+	// raft.db beside the stable store) or LogStoreWAL (segment files in
+	// DataDir/wal). A data dir keeps the store it was created with.
+	LogStore string
 
 	ApplyTimeout  time.Duration // how long a write may wait for commit; default 10s
 	CycleInterval time.Duration // the leader runs a GC cycle this often; 0 = 30s; <0 = off
@@ -148,6 +152,9 @@ func (c *Config) setDefaults() {
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = DefaultTrailingLogs
 	}
+	if c.LogStore == "" {
+		c.LogStore = LogStoreBoltDB
+	}
 	if c.MaxAppendEntries == 0 {
 		c.MaxAppendEntries = DefaultMaxAppendEntries
 	}
@@ -184,6 +191,14 @@ func (c *Config) validate() error {
 	}
 	if len(c.Peers) > 0 && !seen[c.ID] {
 		return fmt.Errorf("cluster: this server's id %q is not among the peers", c.ID)
+	}
+	switch c.LogStore {
+	case "", LogStoreBoltDB, LogStoreWAL:
+	default:
+		return fmt.Errorf("cluster: log store %q: want %s or %s", c.LogStore, LogStoreBoltDB, LogStoreWAL)
+	}
+	if c.MaxAppendEntries < 0 || c.MaxAppendEntries > 1024 {
+		return fmt.Errorf("cluster: MaxAppendEntries %d: want 1 to 1024 (0: default)", c.MaxAppendEntries)
 	}
 	t := c.TLS
 	if (t.CertFile != "" || t.KeyFile != "" || t.CAFile != "") && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "") {

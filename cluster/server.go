@@ -7,15 +7,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -43,7 +40,7 @@ type Server struct {
 	repl      *replicated
 	raft      *raft.Raft
 	trans     *transport.Transport
-	store     *raftboltdb.BoltStore
+	stores    *stores
 	snaps     *raft.FileSnapshotStore
 	lis       net.Listener
 	grpc      *grpc.Server
@@ -146,21 +143,16 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}
 
-	s.store, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.DataDir, "raft.db"),
-		// The freelist is rebuilt on open instead of written on every commit:
-		// fewer pages per fsync on the write path.
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
-	})
+	s.stores, err = openStores(cfg.DataDir, cfg.LogStore, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open raft.db: %w", err)
+		return nil, err
 	}
-	closers = append(closers, func() { s.store.Close() })
+	closers = append(closers, func() { s.stores.closer() })
 	s.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, s.log.Named("snapshots")) // in DataDir/snapshots
 	if err != nil {
 		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	logs, err := raft.NewLogCache(512, s.store)
+	logs, err := raft.NewLogCache(512, s.stores.log)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +205,7 @@ func New(cfg Config) (_ *Server, err error) {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
-	s.raft, err = raft.NewRaft(rc, s.repl, logs, s.store, s.snaps, trans)
+	s.raft, err = raft.NewRaft(rc, s.repl, logs, s.stores.bolt, s.snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft: %w", err)
 	}
@@ -272,7 +264,7 @@ func (s *Server) Start() error {
 		}()
 	}
 
-	existing, err := raft.HasExistingState(s.store, s.store, s.snaps)
+	existing, err := raft.HasExistingState(s.stores.log, s.stores.bolt, s.snaps)
 	if err != nil {
 		return fmt.Errorf("cluster: check raft state: %w", err)
 	}
@@ -456,7 +448,7 @@ func (s *Server) shutdown(ctx context.Context, transfer bool) error {
 	}
 	s.conns.closeAll()
 	s.wg.Wait()
-	if err := s.store.Close(); err != nil {
+	if err := s.stores.closer(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

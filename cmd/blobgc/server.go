@@ -32,11 +32,14 @@ type serverFlags struct {
 	clockSkewFile                         string
 }
 
-// timingFlags are the raft and scheduler timings (0 = cluster defaults).
+// timingFlags are the raft and scheduler timings and raft's log settings
+// (0 or empty = cluster defaults).
 type timingFlags struct {
 	heartbeat, election, leaderLease, commit time.Duration
 	snapshotInterval, applyTO, cycle, join   time.Duration
 	snapshotThreshold, trailingLogs          uint64
+	maxAppendEntries                         int
+	logStore                                 string
 }
 
 func (t *timingFlags) register(fs *pflag.FlagSet) {
@@ -50,6 +53,8 @@ func (t *timingFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&t.applyTO, "apply-timeout", 0, "how long a write may wait for commit (0: "+cluster.DefaultApplyTimeout.String()+")")
 	fs.DurationVar(&t.cycle, "cycle-interval", 0, "the leader runs a GC cycle this often (0: "+cluster.DefaultCycleInterval.String()+", negative: never)")
 	fs.DurationVar(&t.join, "join-timeout", 0, "how long to keep trying to join (0: default)")
+	fs.IntVar(&t.maxAppendEntries, "max-append-entries", 0, fmt.Sprintf("most entries per log write (group commit) and per AppendEntries (0: %d, at most 1024)", cluster.DefaultMaxAppendEntries))
+	fs.StringVar(&t.logStore, "log-store", cluster.LogStoreBoltDB, "raft log store: boltdb (in raft.db) or wal (segment files in DATA_DIR/wal); a data dir keeps the one it was created with")
 }
 
 func (t *timingFlags) apply(c *cluster.Config) {
@@ -57,6 +62,7 @@ func (t *timingFlags) apply(c *cluster.Config) {
 	c.LeaderLeaseTimeout, c.CommitTimeout = t.leaderLease, t.commit
 	c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = t.snapshotThreshold, t.snapshotInterval, t.trailingLogs
 	c.ApplyTimeout, c.CycleInterval, c.JoinTimeout = t.applyTO, t.cycle, t.join
+	c.MaxAppendEntries, c.LogStore = t.maxAppendEntries, t.logStore
 }
 
 // gcFlags are the initial GC configuration, proposed by the first leader of a

@@ -1,0 +1,103 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"go.etcd.io/bbolt"
+)
+
+// The raft log stores a server can use. raft.db (raft-boltdb) is always the
+// stable store (current term, vote); the log lives either in it too
+// (LogStoreBoltDB, the default) or in a write-ahead log of segment files
+// under DataDir/wal (LogStoreWAL, hashicorp/raft-wal, as Consul uses it),
+// which appends a group of entries with one write and one fsync instead of
+// a B-tree update and two.
+const (
+	LogStoreBoltDB = "boltdb"
+	LogStoreWAL    = "wal"
+)
+
+// walDir is where the WAL log store keeps its segments and metadata, and
+// walMeta the file that exists once a WAL has been created there.
+const (
+	walDir  = "wal"
+	walMeta = "wal-meta.db"
+)
+
+// stores are a server's raft stores and how to close them.
+type stores struct {
+	kind   string
+	bolt   *raftboltdb.BoltStore // stable store, and log store for boltdb
+	log    raft.LogStore         // bolt or the WAL
+	closer func() error
+}
+
+// openStores opens the stable store and the log store kind in dataDir. A
+// data dir keeps the log store it was created with: asking for the other
+// one is refused with what to do, never silently ignored, since raft would
+// otherwise start from an empty log.
+func openStores(dataDir, kind string, logger hclog.Logger) (*stores, error) {
+	bolt, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dataDir, "raft.db"),
+		// The freelist is rebuilt on open instead of written on every commit:
+		// fewer pages per fsync on the write path.
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open raft.db: %w", err)
+	}
+	st := &stores{kind: kind, bolt: bolt, log: bolt, closer: bolt.Close}
+	onDisk, err := logStoreOnDisk(dataDir, bolt)
+	if err != nil {
+		bolt.Close()
+		return nil, err
+	}
+	if onDisk != "" && onDisk != kind {
+		bolt.Close()
+		return nil, fmt.Errorf("cluster: %s holds a %s raft log but --log-store is %s: start with --log-store %s, "+
+			"or move this server to %s by removing it from the cluster, emptying its data dir and joining again",
+			dataDir, onDisk, kind, onDisk, kind)
+	}
+	if kind == LogStoreWAL {
+		dir := filepath.Join(dataDir, walDir)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			bolt.Close()
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		w, err := wal.Open(dir, wal.WithLogger(logger.Named("wal")))
+		if err != nil {
+			bolt.Close()
+			return nil, fmt.Errorf("cluster: open the raft WAL in %s: %w", filepath.Join(dataDir, walDir), err)
+		}
+		st.log = w
+		st.closer = func() error { return errors.Join(w.Close(), bolt.Close()) }
+	}
+	return st, nil
+}
+
+// logStoreOnDisk says which log store dataDir already uses: "wal" when the
+// WAL's metadata exists, "boltdb" when raft.db holds log entries, "" for a
+// new server.
+func logStoreOnDisk(dataDir string, bolt *raftboltdb.BoltStore) (string, error) {
+	if _, err := os.Stat(filepath.Join(dataDir, walDir, walMeta)); err == nil {
+		return LogStoreWAL, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("cluster: %w", err)
+	}
+	last, err := bolt.LastIndex()
+	if err != nil {
+		return "", fmt.Errorf("cluster: read raft.db: %w", err)
+	}
+	if last > 0 {
+		return LogStoreBoltDB, nil
+	}
+	return "", nil
+}
