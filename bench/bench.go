@@ -312,34 +312,67 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	rand.Read(seed[:])
 	ns := binary.LittleEndian.Uint64(seed[:])
 	ops, weights := weighted(cfg.Mix)
+	return Load(ctx, cfg.Load(), func(i int) Worker {
+		w := &worker{c: clients[i%len(clients)], rng: mrand.New(mrand.NewPCG(ns, uint64(i))), ns: ns, id: i}
+		w.reporter = w.c.Reporter(fmt.Sprintf("bench-%x-%d", ns&0xffffff, i))
+		return func(ctx context.Context) (Op, int, error) {
+			op := pick(w.rng, ops, weights)
+			n, err := w.do(ctx, &cfg, op)
+			return op, n, err
+		}
+	})
+}
 
+// LoadConfig is what Load needs of a run: how many workers, how long, and
+// where the progress line goes.
+type LoadConfig struct {
+	Clients, Conns int
+	Duration       time.Duration
+	Total          int
+	Progress       io.Writer
+	ProgressEvery  time.Duration
+}
+
+// Load returns the part of cfg that Load uses.
+func (c Config) Load() LoadConfig {
+	return LoadConfig{Clients: c.Clients, Conns: c.Conns, Duration: c.Duration, Total: c.Total, Progress: c.Progress, ProgressEvery: c.ProgressEvery}
+}
+
+// A Worker runs one operation and says which it was and how many hashes
+// (or keys) it carried.
+type Worker func(ctx context.Context) (op Op, n int, err error)
+
+// Load is the measuring loop of Run, for any system under test: it runs
+// lc.Clients workers made by newWorker until lc.Duration has passed or
+// lc.Total operations have started, and summarises what they did. An
+// operation in flight when the time is up runs to its end.
+func Load(ctx context.Context, lc LoadConfig, newWorker func(i int) Worker) (*Result, error) {
+	if lc.ProgressEvery <= 0 {
+		lc.ProgressEvery = time.Second
+	}
 	runCtx := ctx
 	var cancel context.CancelFunc = func() {}
-	if cfg.Duration > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, cfg.Duration)
+	if lc.Duration > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, lc.Duration)
 	}
 	defer cancel()
 
 	var started, done, failed, hashes atomic.Int64
-	samples := make([][]sample, cfg.Clients)
+	samples := make([][]sample, lc.Clients)
 	var wg sync.WaitGroup
 	start := time.Now()
-	stopProgress := progress(cfg, start, &done, &failed)
-	for i := 0; i < cfg.Clients; i++ {
-		w := &worker{c: clients[i%len(clients)], rng: mrand.New(mrand.NewPCG(ns, uint64(i))), ns: ns, id: i}
-		w.reporter = w.c.Reporter(fmt.Sprintf("bench-%x-%d", ns&0xffffff, i))
+	stopProgress := progress(lc, start, &done, &failed)
+	for i := 0; i < lc.Clients; i++ {
+		do := newWorker(i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for runCtx.Err() == nil {
-				if cfg.Total > 0 && started.Add(1) > int64(cfg.Total) {
+				if lc.Total > 0 && started.Add(1) > int64(lc.Total) {
 					return
 				}
-				op := pick(w.rng, ops, weights)
 				t0 := time.Now()
-				// The operation runs to its end even when the run's time is
-				// up meanwhile: cutting it off would count as an error.
-				n, err := w.do(ctx, &cfg, op)
+				op, n, err := do(ctx)
 				lat := time.Since(t0)
 				if err != nil && ctx.Err() != nil {
 					return
@@ -360,7 +393,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return summarise(cfg, elapsed, samples, hashes.Load()), nil
+	return summarise(lc, elapsed, samples, hashes.Load()), nil
 }
 
 func weighted(mix map[Op]int) ([]Op, []int) {
@@ -383,7 +416,7 @@ func pick(r *mrand.Rand, ops []Op, cum []int) Op {
 }
 
 // progress prints a live line until the returned stop is called.
-func progress(cfg Config, start time.Time, done, failed *atomic.Int64) (stop func()) {
+func progress(cfg LoadConfig, start time.Time, done, failed *atomic.Int64) (stop func()) {
 	if cfg.Progress == nil {
 		return func() {}
 	}
@@ -412,7 +445,7 @@ func progress(cfg Config, start time.Time, done, failed *atomic.Int64) (stop fun
 	return func() { close(quit); wg.Wait() }
 }
 
-func summarise(cfg Config, elapsed time.Duration, samples [][]sample, hashes int64) *Result {
+func summarise(cfg LoadConfig, elapsed time.Duration, samples [][]sample, hashes int64) *Result {
 	r := &Result{Clients: cfg.Clients, Conns: cfg.Conns, Elapsed: elapsed, PerOp: map[Op]*OpResult{}, byOp: map[Op][]time.Duration{}}
 	var all []time.Duration
 	for _, ss := range samples {
@@ -518,11 +551,13 @@ func (r *Result) WriteText(w io.Writer) {
 	}
 	if len(r.PerOp) > 1 {
 		fmt.Fprintln(w, "\nPer operation:")
-		for _, op := range Ops {
-			or := r.PerOp[op]
-			if or == nil {
-				continue
-			}
+		var names []string
+		for op := range r.PerOp {
+			names = append(names, string(op))
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			op, or := Op(name), r.PerOp[Op(name)]
 			fmt.Fprintf(w, "  %-12s %8d ops %5d errors %9.1f ops/s  p50 %s  p99 %s\n", op, or.Ops, or.Errors, or.OpsPerSec, ms(or.Latency.P50), ms(or.Latency.P99))
 		}
 	}
