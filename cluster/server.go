@@ -53,6 +53,8 @@ type Server struct {
 	conns   *connCache
 	reports inflight
 	metrics *metrics
+	authn   *authn
+	audit   hclog.Logger
 
 	metricsLis  net.Listener
 	metricsHTTP *http.Server
@@ -198,8 +200,13 @@ func New(cfg Config) (_ *Server, err error) {
 
 	s.metrics = newMetrics(s)
 	s.metrics.register(s.trans)
+	if s.authn, err = newAuthn(cfg, s.log, s.metrics.reg); err != nil {
+		return nil, err
+	}
+	s.audit = s.log.Named("audit")
 	s.grpc = grpc.NewServer(append(transport.ServerOptions(0, serverTLS),
-		grpc.ChainUnaryInterceptor(s.leaderHeaderInterceptor))...)
+		grpc.ChainUnaryInterceptor(s.authUnary, s.leaderHeaderInterceptor),
+		grpc.ChainStreamInterceptor(s.authStream))...)
 	s.trans.Register(s.grpc)
 	blobgcv1.RegisterBlobGCServer(s.grpc, &api{s: s})
 	s.health = health.NewServer()
