@@ -14,17 +14,6 @@ import (
 	"sync"
 )
 
-// A token file lists the bearer tokens a server accepts, one per line:
-//
-//	# comments and blank lines are ignored
-//	sha256:<64 hex digits>  <role>  <principal>  [<node-id>,<node-id>...]
-//
-// The token itself is never stored: only the hex SHA-256 of its exact text.
-// Tokens are 256 random bits (NewToken), so a plain hash is enough; a leaked
-// file does not reveal them. The node ids are only for role node and default
-// to the principal's name. The server reads the file at start and again on
-// Reload (SIGHUP); a file that does not parse leaves the previous set in use.
-
 // tokenHashPrefix starts every hash in a token file.
 const tokenHashPrefix = "sha256:"
 
@@ -52,7 +41,17 @@ func TokenLine(hash string, p Principal) string {
 	return line
 }
 
-// ParseTokens parses a token file: hash → principal.
+// ParseTokens parses a token file (hash → principal). It lists the bearer
+// tokens a server accepts, one per line:
+//
+//	# comments and blank lines are ignored
+//	sha256:<64 hex digits>  <role>  <principal>  [<node-id>,<node-id>...]
+//
+// The token itself is never stored: only the hex SHA-256 of its exact text.
+// Tokens are 256 random bits (NewToken), so a plain hash is enough; a leaked
+// file does not reveal them. The node ids are only for role node and default
+// to the principal's name. The server reads the file at start and again on
+// Reload (SIGHUP); a file that does not parse leaves the previous set in use.
 func ParseTokens(data []byte) (map[string]Principal, error) {
 	out := map[string]Principal{}
 	sc := bufio.NewScanner(bytes.NewReader(data))

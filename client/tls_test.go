@@ -90,8 +90,13 @@ func TestClientToken(t *testing.T) {
 	if _, err := New(fol, WithToken("sweeper-secret")); err == nil || !strings.Contains(err.Error(), "without TLS") {
 		t.Fatalf("a token without TLS: %v, want refused", err)
 	}
-	if _, err := New(fol, WithToken("sweeper-secret"), AllowTokenWithoutTLS()); err != nil {
-		t.Fatalf("a token without TLS, allowed: %v", err)
+	// A cluster run without TLS (--insecure) with a token file: the token
+	// goes in plaintext only when allowed.
+	plain := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(_ int, c *cluster.Config) { c.TokenFile = tokens }})
+	_, plainFol := followers(t, plain)
+	c = newTestClient(t, plainFol, WithToken("sweeper-secret"), AllowTokenWithoutTLS())
+	if _, _, err := c.Claim(ctx, hashesN(0, 1)); err != nil {
+		t.Fatalf("sweeper claim without TLS, allowed: %v", err)
 	}
 	if _, err := New(fol, WithTLS(certs.CA, "", ""), WithTokenFile(filepath.Join(dir, "none"))); err == nil {
 		t.Fatal("a missing token file was accepted")
