@@ -92,4 +92,3 @@ func FuzzReportAdmission(f *testing.F) {
 		}
 	})
 }
-
