@@ -202,19 +202,28 @@ func TestRoleMatrix(t *testing.T) {
 	}
 }
 
-// Calls without credentials, or with a bad token, are Unauthenticated and
-// change nothing; the health service stays open.
+// Calls of every method without credentials, or with a bad token, are
+// Unauthenticated and change nothing, as are calls with a CA-signed
+// certificate that names no identity; the health service stays open.
 func TestUnauthenticated(t *testing.T) {
 	ac := startAuthCluster(t, true, nil)
 	ctx := ctxT(t, time.Minute)
+	reqs := matrixRequests(ac.Cluster)
 	_, before := ac.WaitConverged()
 	for _, s := range ac.Running() {
 		cc := ac.conn(t, s, "", "")
 		for name, token := range map[string]string{"no credentials": "", "unknown token": "not-a-token"} {
-			err := call(t, withToken(ctx, token), cc, pb.BlobGC_Pin_FullMethodName, &pb.HashesRequest{Hashes: hashes(0, 1)})
-			if status.Code(err) != codes.Unauthenticated {
-				t.Fatalf("%s on %s: %v, want Unauthenticated", name, s.ID(), err)
+			for method, req := range reqs {
+				err := call(t, withToken(ctx, token), cc, method, req)
+				if status.Code(err) != codes.Unauthenticated {
+					t.Fatalf("%s: %s on %s: %v, want Unauthenticated", name, method, s.ID(), err)
+				}
 			}
+		}
+		anonCert, anonKey := ac.pki.WriteIdentity(t, "no-identity", false, "")
+		err := call(t, ctx, ac.conn(t, s, anonCert, anonKey), pb.BlobGC_GetStats_FullMethodName, &pb.GetStatsRequest{})
+		if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "names no blobgc identity") {
+			t.Fatalf("a certificate without an identity on %s: %v, want Unauthenticated", s.ID(), err)
 		}
 		bad := metadata.AppendToOutgoingContext(ctx, "authorization", "Basic dXNlcjpwdw==")
 		if err := call(t, bad, cc, pb.BlobGC_GetStats_FullMethodName, &pb.GetStatsRequest{}); status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "Bearer") {
