@@ -14,6 +14,14 @@
 // in the current raft configuration. For the node role the name is the VM
 // node id the credential may report as.
 //
+// # Bearer tokens and roles
+//
+// A token file lists accepted bearer tokens by their SHA-256 (see
+// ParseTokens for the format); `blobgc token add` makes a token, prints it
+// once and appends its hash. The role table (RolesFor) names, for every API
+// method, the roles that may call it; admin is in every rule. RoleServer is
+// only ever a server calling with its own certificate.
+//
 // # Principals in a request
 //
 // The server authenticates each call once, at the edge, and puts the

@@ -74,6 +74,9 @@ func New(servers []string, opts ...Option) (*Client, error) {
 	if cfg.tlsErr != nil {
 		return nil, cfg.tlsErr
 	}
+	if err := cfg.checkCredentials(); err != nil {
+		return nil, err
+	}
 	if cfg.logger == nil {
 		cfg.logger = hclog.NewNullLogger()
 	}
@@ -174,6 +177,9 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: 2 * time.Second,
 		}),
+	}
+	if c.cfg.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: c.cfg.token, requireTLS: !c.cfg.tokenPlaintext}))
 	}
 	opts = append(opts, c.cfg.dialOpts...)
 	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
@@ -341,7 +347,7 @@ func (c *Client) callAt(ctx context.Context, method string, k opKind, addr strin
 			return lastErr
 		}
 		if !retryable(k, err) {
-			return err
+			return c.explainAuth(err)
 		}
 		lastErr = err
 		c.log.Debug("retrying", "method", method, "server", target, "attempt", attempt+1, "error", err)

@@ -29,16 +29,20 @@ const (
 )
 
 type config struct {
-	tls          *tls.Config
-	tlsErr       error
-	callTimeout  time.Duration
-	retryTimeout time.Duration
-	backoffBase  time.Duration
-	backoffMax   time.Duration
-	logger       hclog.Logger
-	dialOpts     []grpc.DialOption
-	batch        int
-	chunk        int
+	tls    *tls.Config
+	tlsErr error
+	// token, if set, goes with every call as a bearer token (WithToken).
+	token          string
+	tokenErr       error
+	tokenPlaintext bool
+	callTimeout    time.Duration
+	retryTimeout   time.Duration
+	backoffBase    time.Duration
+	backoffMax     time.Duration
+	logger         hclog.Logger
+	dialOpts       []grpc.DialOption
+	batch          int
+	chunk          int
 }
 
 // Option configures a Client.

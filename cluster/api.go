@@ -29,7 +29,7 @@ type api struct {
 
 // propose stamps op with the session's cluster clock, applies it and waits
 // for the result. A domain error comes back in Result.Err.
-func (s *Server) propose(ctx context.Context, ss *session, op any) (*fsm.Result, error) {
+func (s *Server) propose(ctx context.Context, ss *session, op any) (res *fsm.Result, err error) {
 	timeout := s.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d < timeout {
@@ -63,6 +63,7 @@ func (s *Server) propose(ctx context.Context, ss *session, op any) (*fsm.Result,
 	}
 	f := s.raft.Apply(data, timeout)
 	s.proposeMu.Unlock()
+	defer func() { s.auditWrite(ctx, op, res, err) }()
 	if err := waitApplied(ctx, ss, f); err != nil {
 		if ctx.Err() != nil {
 			return nil, status.Errorf(status.Code(ctxError(ctx, "")), "%s before the write was applied; outcome unknown", ctx.Err())
@@ -204,6 +205,9 @@ func (a *api) Report(ctx context.Context, req *pb.ReportRequest) (*pb.ReportResp
 	if err != nil {
 		return nil, err
 	}
+	if err := a.s.mayActAsNode(ctx, pb.BlobGC_Report_FullMethodName, req.NodeId); err != nil {
+		return nil, err
+	}
 	return leaderCall[pb.ReportResponse](a.s, ctx, pb.BlobGC_Report_FullMethodName, req, func(ctx context.Context, ss *session) (*pb.ReportResponse, error) {
 		done := a.s.reports.begin(req.NodeId)
 		defer done()
@@ -295,6 +299,9 @@ func (s *Server) fullReportRequired(req *pb.ReportRequest, e *fsm.Error) error {
 
 func (a *api) DeregisterNode(ctx context.Context, req *pb.DeregisterNodeRequest) (*pb.WriteResponse, error) {
 	if err := validateNodeID(req.NodeId); err != nil {
+		return nil, err
+	}
+	if err := a.s.mayActAsNode(ctx, pb.BlobGC_DeregisterNode_FullMethodName, req.NodeId); err != nil {
 		return nil, err
 	}
 	return leaderCall[pb.WriteResponse](a.s, ctx, pb.BlobGC_DeregisterNode_FullMethodName, req, func(ctx context.Context, ss *session) (*pb.WriteResponse, error) {
@@ -556,7 +563,7 @@ func (s *Server) members(ctx context.Context) (*pb.MembersResponse, error) {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			if cc, err := s.conns.get(string(srv.Address)); err == nil {
-				resp, err := pb.NewBlobGCClient(cc).Members(metadata.AppendToOutgoingContext(cctx, memberSelfKey, "1"), &pb.MembersRequest{})
+				resp, err := pb.NewBlobGCClient(cc).Members(metadata.AppendToOutgoingContext(cctx, append(identityMD(ctx), memberSelfKey, "1")...), &pb.MembersRequest{})
 				if err == nil && len(resp.Members) == 1 && resp.Members[0].Id == m.Id {
 					r := resp.Members[0]
 					m.State, m.LastContactMs, m.CommitIndex, m.AppliedIndex = r.State, r.LastContactMs, r.CommitIndex, r.AppliedIndex
@@ -586,6 +593,9 @@ func (a *api) AddServer(ctx context.Context, req *pb.AddServerRequest) (*pb.Memb
 	if req.Id == "" || req.Address == "" {
 		return nil, invalidf("id and address are required")
 	}
+	if err := a.s.mayAddServer(ctx, req.Id); err != nil {
+		return nil, err
+	}
 	return leaderCall[pb.MembersResponse](a.s, ctx, pb.BlobGC_AddServer_FullMethodName, req, func(ctx context.Context, ss *session) (*pb.MembersResponse, error) {
 		var f raft.IndexFuture
 		if req.NonVoter {
@@ -593,8 +603,13 @@ func (a *api) AddServer(ctx context.Context, req *pb.AddServerRequest) (*pb.Memb
 		} else {
 			f = a.s.raft.AddVoter(raft.ServerID(req.Id), raft.ServerAddress(req.Address), 0, a.s.cfg.ApplyTimeout)
 		}
-		if err := waitFuture(ctx, f); err != nil {
-			return nil, a.s.membershipError(ctx, "add server", err)
+		err := waitFuture(ctx, f)
+		if err != nil {
+			err = a.s.membershipError(ctx, "add server", err)
+		}
+		a.s.auditMembership(ctx, []any{"op", "add_server", "id", req.Id, "address", req.Address, "voter", !req.NonVoter}, err)
+		if err != nil {
+			return nil, err
 		}
 		a.s.log.Info("server added", "id", req.Id, "address", req.Address, "voter", !req.NonVoter)
 		return a.s.members(ctx)
@@ -611,8 +626,13 @@ func (a *api) RemoveServer(ctx context.Context, req *pb.RemoveServerRequest) (*p
 		} else if !ok {
 			return nil, status.Errorf(codes.NotFound, "server %q is not a member", req.Id)
 		}
-		if err := waitFuture(ctx, a.s.raft.RemoveServer(raft.ServerID(req.Id), 0, a.s.cfg.ApplyTimeout)); err != nil {
-			return nil, a.s.membershipError(ctx, "remove server", err)
+		err := waitFuture(ctx, a.s.raft.RemoveServer(raft.ServerID(req.Id), 0, a.s.cfg.ApplyTimeout))
+		if err != nil {
+			err = a.s.membershipError(ctx, "remove server", err)
+		}
+		a.s.auditMembership(ctx, []any{"op", "remove_server", "id", req.Id}, err)
+		if err != nil {
+			return nil, err
 		}
 		a.s.log.Info("server removed", "id", req.Id)
 		return a.s.members(ctx)
@@ -653,11 +673,16 @@ func (a *api) TransferLeadership(ctx context.Context, req *pb.TransferLeadership
 		} else {
 			f = a.s.raft.LeadershipTransfer()
 		}
-		if err := waitFuture(ctx, f); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctxError(ctx, "transferring leadership")
-			}
-			return nil, status.Errorf(codes.FailedPrecondition, "leadership transfer: %v", err)
+		err := waitFuture(ctx, f)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			err = ctxError(ctx, "transferring leadership")
+		case err != nil:
+			err = status.Errorf(codes.FailedPrecondition, "leadership transfer: %v", err)
+		}
+		a.s.auditMembership(ctx, []any{"op", "transfer_leadership", "target", req.TargetId}, err)
+		if err != nil {
+			return nil, err
 		}
 		// Wait until this server knows the new leader.
 		for {

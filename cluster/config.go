@@ -55,6 +55,13 @@ type Config struct {
 	Peers    []Peer   // static bootstrap set, identical on every server; empty with Join
 	Join     []string // addresses of existing members to join through (any member)
 	TLS      TLSFiles // empty = plaintext
+	// TokenFile, if set, lists the bearer tokens clients may authenticate
+	// with (package auth describes the format); ReloadTokens re-reads it.
+	// With neither a token file nor TLS every caller is auth.Anonymous.
+	TokenFile string
+	// TrustDomain of the identities in certificates; default
+	// auth.DefaultTrustDomain.
+	TrustDomain string
 
 	// Raft timings; 0 = the LAN defaults above. LeaderLeaseTimeout is capped
 	// at HeartbeatTimeout.

@@ -55,6 +55,37 @@
 // API response carries the header "blobgc-leader" with the leader's address,
 // so clients can go direct.
 //
+// # Authentication, roles and audit
+//
+// Every call to the API (not health, reflection or raft, which the transport
+// guards with peer certificates) passes one interceptor, before the
+// leader-header one. It authenticates the caller once: a bearer token
+// ("authorization: Bearer <token>") found in the token file, else a client
+// certificate naming a blobgc identity (package auth). It puts the principal
+// into the context and checks the one role table (auth.RolesFor); a refusal
+// is PermissionDenied naming the roles needed, logged with principal and
+// method, and counted in blobgc_auth_denied_total{method,role} (the caller's
+// role). Rules that depend on the request are checked in the handlers: a
+// node reports and deregisters only as the node ids its credential names,
+// and a server calling with its own certificate may add only itself
+// (joining). Authentication is on when the server has a token file or a TLS
+// client CA; otherwise every caller is auth.Anonymous, an admin, and the
+// server says so at start. All servers of a cluster must share one
+// configuration. ReloadTokens re-reads the token file (SIGHUP).
+//
+// A follower forwards the principal it authenticated (metadata
+// "blobgc-principal") and the caller's bearer token, if any. The leader
+// believes the principal only from a verified peer: a certificate naming a
+// server of the current configuration; it then authorises again. From anyone
+// else the forwarding marker and principal are removed before the handlers
+// run, so a client gains nothing by setting them. Without TLS there are no
+// verified peers: the leader authenticates the forwarded token itself and
+// the marker only prevents forwarding loops.
+//
+// Each command the leader proposes, and each membership change, writes a
+// structured line to the logger named "audit": principal, method, a summary
+// (counts and ids, never hash lists) and the result.
+//
 // # Reads
 //
 // Reads are linearizable by default, following the recipe for hashicorp/raft

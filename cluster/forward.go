@@ -98,7 +98,7 @@ func (s *Server) forward(ctx context.Context, method string, req, resp proto.Mes
 	if err != nil {
 		return s.withHint(codes.Unavailable, "forwarding to the leader: "+err.Error())
 	}
-	octx, cancel := context.WithCancelCause(metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.ID))
+	octx, cancel := context.WithCancelCause(metadata.AppendToOutgoingContext(ctx, append(identityMD(ctx), forwardedKey, s.cfg.ID)...))
 	defer cancel(nil)
 	stop := s.abandonOnLeaderChange(octx, addr, cancel)
 	defer stop()

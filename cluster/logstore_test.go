@@ -38,10 +38,19 @@ func TestWALLogStoreKeepsWritesAcrossCrashes(t *testing.T) {
 	for i := range c.Servers {
 		c.Restart(i)
 	}
+	// Restarted servers restore their snapshot and apply the rest of the
+	// log once a new leader has committed an entry of its term.
 	c.Leader()
-	idx2, digest2 := c.WaitConverged()
-	if idx2 < idx || (idx2 == idx && digest2 != digest) {
-		t.Fatalf("after crash and restart: index %d digest %x, want %d %x", idx2, digest2, idx, digest)
+	c.Eventually(time.Minute, "every server to apply its whole log again", func() bool {
+		for _, s := range c.Running() {
+			if s.FSM().AppliedIndex() < idx {
+				return false
+			}
+		}
+		return true
+	})
+	if idx2, digest2 := c.WaitConverged(); idx2 == idx && digest2 != digest {
+		t.Fatalf("after crash and restart: digest %x at index %d, want %x", digest2, idx2, digest)
 	}
 	for _, s := range c.Running() {
 		for _, n := range []int{0, batches*per/2 + 3, batches*per - 1} {

@@ -51,6 +51,8 @@ type Server struct {
 	reports     inflight
 	leaderCheck leaderCheck // shared VerifyLeader rounds for linearizable reads
 	metrics     *metrics
+	authn       *authn
+	audit       hclog.Logger
 
 	metricsLis  net.Listener
 	metricsHTTP *http.Server
@@ -196,8 +198,13 @@ func New(cfg Config) (_ *Server, err error) {
 
 	s.metrics = newMetrics(s)
 	s.metrics.register(s.trans)
+	if s.authn, err = newAuthn(cfg, s.log, s.metrics.reg); err != nil {
+		return nil, err
+	}
+	s.audit = s.log.Named("audit")
 	s.grpc = grpc.NewServer(append(transport.ServerOptions(0, serverTLS),
-		grpc.ChainUnaryInterceptor(s.leaderHeaderInterceptor))...)
+		grpc.ChainUnaryInterceptor(s.authUnary, s.leaderHeaderInterceptor),
+		grpc.ChainStreamInterceptor(s.authStream))...)
 	s.trans.Register(s.grpc)
 	blobgcv1.RegisterBlobGCServer(s.grpc, &api{s: s})
 	s.health = health.NewServer()

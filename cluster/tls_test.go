@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"testing"
 	"time"
 
@@ -15,24 +14,24 @@ import (
 	"github.com/blobgc/blobgc/internal/testpki"
 )
 
-// writeCerts creates a CA and a server certificate for 127.0.0.1 (used for
-// both serving and dialing peers) and returns the file names and the CA.
-func writeCerts(t *testing.T) (cluster.TLSFiles, *x509.CertPool) {
-	f := testpki.WriteFiles(t, t.TempDir())
-	return cluster.TLSFiles{CertFile: f.ServerCert, KeyFile: f.ServerKey, CAFile: f.CA}, f.Pool
-}
-
-// A TLS cluster replicates over mTLS and serves API clients that present no
-// certificate; forwarding between servers uses TLS too.
+// A TLS cluster replicates over mTLS (each server's certificate names its
+// server identity) and serves API clients with a client certificate;
+// forwarding between servers uses TLS too.
 func TestTLSCluster(t *testing.T) {
-	files, pool := writeCerts(t)
+	pki := testpki.WriteFiles(t, t.TempDir())
 	c := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(i int, cfg *cluster.Config) {
-		cfg.TLS = files
+		cert, key := pki.WriteIdentity(t, cfg.ID, true, "spiffe://blobgc/server/"+cfg.ID)
+		cfg.TLS = cluster.TLSFiles{CertFile: cert, KeyFile: key, CAFile: pki.CA}
 	}})
+	admin, err := tls.LoadX509KeyPair(pki.ClientCert, pki.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := pki.Pool
 	ctx := ctxT(t, 20*time.Second)
 	f := c.Followers()[0]
 	cc, err := grpc.NewClient("passthrough:///"+f.Addr(),
-		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})))
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{admin}, MinVersion: tls.VersionTLS12})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,8 @@ type clientFlags struct {
 	stale                  bool
 	timeout                time.Duration
 	tlsCA, tlsCert, tlsKey string
+	token, tokenFile       string
+	tokenWithoutTLS        bool
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
@@ -43,15 +45,30 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) to verify the servers; enables TLS")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "client certificate file (PEM), with --tls-ca")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "client key file (PEM), with --tls-ca")
+	fs.StringVar(&f.token, "token", "", "bearer token to authenticate with (prefer BLOBGC_TOKEN or --token-file: flags show in ps)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file whose first line is the bearer token")
+	fs.BoolVar(&f.tokenWithoutTLS, "token-without-tls", false, "allow sending the token without TLS (a cluster run with --insecure)")
 }
 
-// clientOptions turns the flags into client options.
+// clientOptions turns the flags into client options: retries, TLS and
+// the bearer token.
 func (f *clientFlags) clientOptions() ([]client.Option, error) {
 	opts := []client.Option{client.WithRetryTimeout(f.timeout)}
 	if f.tlsCA != "" {
 		opts = append(opts, client.WithTLS(f.tlsCA, f.tlsCert, f.tlsKey))
 	} else if f.tlsCert != "" || f.tlsKey != "" {
 		return nil, errors.New("--tls-cert and --tls-key need --tls-ca")
+	}
+	switch {
+	case f.token != "" && f.tokenFile != "":
+		return nil, errors.New("give --token or --token-file, not both")
+	case f.token != "":
+		opts = append(opts, client.WithToken(f.token))
+	case f.tokenFile != "":
+		opts = append(opts, client.WithTokenFile(f.tokenFile))
+	}
+	if f.tokenWithoutTLS {
+		opts = append(opts, client.AllowTokenWithoutTLS())
 	}
 	return opts, nil
 }

@@ -24,6 +24,7 @@ type serverFlags struct {
 	id, dataDir, listen, advertise, peers string
 	join                                  []string
 	tlsCert, tlsKey, tlsCA                string
+	tokenFile                             string
 	timings                               timingFlags
 	gc                                    gcFlags
 	metricsAddr                           string
@@ -163,6 +164,7 @@ with --join (any member's address) instead of --peers.`,
 			}
 			return runServers(cmd.Context(), cmd.ErrOrStderr(), []cluster.Config{cfg}, func(ss []*cluster.Server) {
 				cfg.Logger.Info("serving", "id", ss[0].ID(), "addr", ss[0].Addr(), "metrics", ss[0].MetricsAddr())
+				reloadOnSIGHUP(cmd.Context(), ss[0])
 			})
 		},
 	}
@@ -176,6 +178,7 @@ with --join (any member's address) instead of --peers.`,
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) for peers and client certificates")
+	fs.StringVar(&f.tokenFile, "token-file", "", "bearer tokens clients may authenticate with (see `blobgc token add`); reloaded on SIGHUP")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port for HTTP /metrics (empty: off)")
 	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "fault injection: offset added to every wall-clock reading of this server (stamped wall times, log times); cluster time is unaffected")
 	fs.StringVar(&f.clockSkewFile, "clock-skew-file", "", `fault injection: file whose skew ("DURATION" or "ID=DURATION" lines) is added to --clock-skew; re-read when it changes, so the wall clock jumps at runtime`)
@@ -213,6 +216,7 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 		ID: f.id, DataDir: f.dataDir, ListenAddr: f.listen, AdvertiseAddr: f.advertise,
 		Peers: peers, Join: f.join,
 		TLS:         cluster.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, CAFile: f.tlsCA},
+		TokenFile:   f.tokenFile,
 		GC:          gc,
 		MetricsAddr: f.metricsAddr,
 		Logger:      log,

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -72,8 +73,22 @@ func NewCA(tb testing.TB, name string) *CA {
 // localhost and name (a blobgc server is both: it serves and dials peers).
 func (ca *CA) Issue(tb testing.TB, name string, server bool) tls.Certificate {
 	tb.Helper()
+	return ca.IssueURI(tb, name, server, "")
+}
+
+// IssueURI is Issue with uri, if not empty, as the certificate's URI SAN
+// (a blobgc identity such as spiffe://blobgc/server/s1).
+func (ca *CA) IssueURI(tb testing.TB, name string, server bool, uri string) tls.Certificate {
+	tb.Helper()
 	key := newKey(tb)
 	tmpl := template(name)
+	if uri != "" {
+		u, err := url.Parse(uri)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tmpl.URIs = []*url.URL{u}
+	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	if server {
@@ -92,9 +107,11 @@ func (ca *CA) Issue(tb testing.TB, name string, server bool) tls.Certificate {
 type Files struct {
 	CA                    string // the CA certificate
 	ServerCert, ServerKey string // for 127.0.0.1 and localhost, usable as server and as peer client
-	ClientCert, ClientKey string // a client certificate
+	ClientCert, ClientKey string // a client certificate of the identity spiffe://blobgc/admin/client
 	OtherCA               string // a CA that signed none of these
 	Pool                  *x509.CertPool
+	dir                   string
+	ca                    *CA
 }
 
 // WriteFiles creates a CA, a server certificate and a client certificate,
@@ -107,13 +124,23 @@ func WriteFiles(tb testing.TB, dir string) Files {
 		CA: filepath.Join(dir, "ca.pem"), OtherCA: filepath.Join(dir, "other-ca.pem"),
 		ServerCert: filepath.Join(dir, "server.pem"), ServerKey: filepath.Join(dir, "server-key.pem"),
 		ClientCert: filepath.Join(dir, "client.pem"), ClientKey: filepath.Join(dir, "client-key.pem"),
-		Pool: ca.Pool,
+		Pool: ca.Pool, dir: dir, ca: ca,
 	}
 	writePEM(tb, f.CA, "CERTIFICATE", ca.Cert.Raw)
 	writePEM(tb, f.OtherCA, "CERTIFICATE", other.Cert.Raw)
 	writeCert(tb, ca.Issue(tb, "server", true), f.ServerCert, f.ServerKey)
-	writeCert(tb, ca.Issue(tb, "client", false), f.ClientCert, f.ClientKey)
+	writeCert(tb, ca.IssueURI(tb, "client", false, "spiffe://blobgc/admin/client"), f.ClientCert, f.ClientKey)
 	return f
+}
+
+// WriteIdentity writes a certificate of the same CA for a blobgc identity
+// URI (a server one when server is set) and returns its PEM files.
+func (f Files) WriteIdentity(tb testing.TB, name string, server bool, uri string) (certFile, keyFile string) {
+	tb.Helper()
+	certFile = filepath.Join(f.dir, name+".pem")
+	keyFile = filepath.Join(f.dir, name+"-key.pem")
+	writeCert(tb, f.ca.IssueURI(tb, name, server, uri), certFile, keyFile)
+	return certFile, keyFile
 }
 
 func writeCert(tb testing.TB, c tls.Certificate, certFile, keyFile string) {
