@@ -170,3 +170,42 @@ func BenchmarkFailover(b *testing.B) {
 	b.ReportMetric(float64(gaps[len(gaps)/2].Milliseconds()), "median_ms")
 	b.ReportMetric(float64(gaps[len(gaps)-1].Milliseconds()), "max_ms")
 }
+
+// BenchmarkRegister1000: RegisterBlobs of 1,000 fresh hashes per call from
+// 16 concurrent clients to the leader; reports hashes/s.
+func BenchmarkRegister1000(b *testing.B) {
+	const clients, per = 16, 1000
+	c := benchCluster(b)
+	cl := pb.NewBlobGCClient(c.Conn(c.Leader().Addr()))
+	runClients(b, clients, "calls", func(ctx context.Context, client, i int) error {
+		hs := make([][]byte, per)
+		buf := make([]byte, per*32)
+		for j := range hs {
+			hs[j] = buf[j*32 : (j+1)*32]
+			fastHash(hs[j], uint64(i)*per+uint64(j))
+		}
+		_, err := cl.RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hs})
+		return err
+	})
+	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "hashes/s")
+}
+
+// BenchmarkFullReport100: full reports of 100 fresh hashes from 16 VM nodes
+// concurrently, to the leader.
+func BenchmarkFullReport100(b *testing.B) {
+	const nodes, per = 16, 100
+	c := benchCluster(b)
+	cl := pb.NewBlobGCClient(c.Conn(c.Leader().Addr()))
+	seqs := make([]uint64, nodes)
+	runClients(b, nodes, "reports", func(ctx context.Context, client, i int) error {
+		hs := make([][]byte, per)
+		buf := make([]byte, per*32)
+		for j := range hs {
+			hs[j] = buf[j*32 : (j+1)*32]
+			fastHash(hs[j], uint64(i)*per+uint64(j))
+		}
+		seqs[client]++
+		_, err := cl.Report(ctx, &pb.ReportRequest{NodeId: fmt.Sprintf("vm-%d", client), Kind: pb.ReportKind_REPORT_KIND_FULL, Seq: seqs[client], Active: hs})
+		return err
+	})
+}
