@@ -1,0 +1,102 @@
+package systemtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/blobgc/blobgc/bench"
+)
+
+// BenchmarkScale puts a real 3-server cluster (processes) at fleet scale:
+// BLOBGC_SCALE_BLOBS registered blobs (default 10M) and BLOBGC_SCALE_NODES
+// simulated VM nodes (default 1,000) sending delta reports. It reports how
+// fast registration goes, report latency under that load, a GC cycle's
+// latency, the leader's resident memory, how long a killed follower takes
+// to restart and catch up, and how long a new server takes to join and
+// catch up by snapshot. Run it alone:
+//
+//	go test -run '^$' -bench Scale -benchtime 1x -timeout 60m ./system_test/
+func BenchmarkScale(b *testing.B) {
+	blobs, nodes := envInt("BLOBGC_SCALE_BLOBS", 10_000_000), envInt("BLOBGC_SCALE_NODES", 1000)
+	settings := []string{"--snapshot-threshold=2000", "--snapshot-interval=5s", "--trailing-logs=1000", "--apply-timeout=60s"}
+	pc := startProcs(b, 3, nil, settings...)
+	c := pc.newClient()
+	pc.waitLeader(c)
+	ctx := context.Background()
+	b.ResetTimer()
+
+	// Registration: 1,000 hashes per call from 16 clients.
+	reg, err := bench.Run(ctx, bench.Config{Servers: pc.addrs(), Clients: 16, Conns: 4, Total: blobs / 1000,
+		Mix: map[bench.Op]int{bench.OpRegister: 1}, Batch: 1000})
+	if err != nil || reg.Errors > 0 {
+		b.Fatalf("register: %v %v", err, reg.FirstErrors)
+	}
+	b.ReportMetric(reg.HashesPerS, "registered-hashes/s")
+
+	// Reports: every node sends a full report of 100 hashes, then deltas.
+	rep, err := bench.Run(ctx, bench.Config{Servers: pc.addrs(), Clients: nodes, Conns: 8, Duration: 30 * time.Second,
+		Mix: map[bench.Op]int{bench.OpDelta: 1}, DeltaSize: 10})
+	if err != nil || rep.Errors > 0 {
+		b.Fatalf("reports: %v %v", err, rep.FirstErrors)
+	}
+	b.ReportMetric(rep.OpsPerSec, "reports/s")
+	b.ReportMetric(rep.Latency.P50*1000, "report-p50-ms")
+	b.ReportMetric(rep.Latency.P99*1000, "report-p99-ms")
+
+	t0 := time.Now()
+	if _, err := c.RunCycle(ctx, false); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(time.Since(t0).Microseconds())/1000, "cycle-ms")
+
+	leader := pc.index(pc.waitLeader(c))
+	b.ReportMetric(float64(rssKiB(b, pc.procs[leader].cmd.Process.Pid))/1024, "leader-RSS-MiB")
+
+	// Restart: a killed follower comes back and catches up.
+	follower := (leader + 1) % 3
+	pc.kill(follower)
+	t0 = time.Now()
+	pc.start(follower)
+	pc.waitConverged(c)
+	b.ReportMetric(time.Since(t0).Seconds(), "restart-catch-up-s")
+
+	// Join: a fourth server joins and catches up by snapshot.
+	p := &proc{id: "s4", addr: freeAddr(b), dir: b.TempDir() + "/s4"}
+	p.args = []string{"server", "--id", p.id, "--data-dir", p.dir, "--listen", p.addr,
+		"--join", strings.Join(pc.addrs(), ","), "--cycle-interval=-1s"}
+	p.args = append(p.args, settings...)
+	pc.procs = append(pc.procs, p)
+	t0 = time.Now()
+	pc.start(len(pc.procs) - 1)
+	pc.waitConverged(c)
+	b.ReportMetric(time.Since(t0).Seconds(), "join-catch-up-s")
+	b.StopTimer()
+	st, err := c.Stats(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if st.Known < int64(blobs) {
+		b.Fatalf("%d known blobs, want %d", st.Known, blobs)
+	}
+}
+
+// rssKiB reads a process's resident set size from /proc.
+func rssKiB(tb testing.TB, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	tb.Fatal("no VmRSS")
+	return 0
+}
