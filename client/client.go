@@ -417,9 +417,24 @@ func (e *UnreachableError) Error() string {
 	slices.Sort(addrs)
 	parts := make([]string, len(addrs))
 	for i, a := range addrs {
-		parts[i] = a + " (" + status.Convert(e.Errors[a]).Message() + ")"
+		parts[i] = a + " (" + reason(a, e.Errors[a]) + ")"
 	}
-	return "no blobgc server reachable; tried " + strings.Join(parts, ", ") + "; check the server addresses"
+	return "no blobgc server reachable; tried " + strings.Join(parts, ", ")
+}
+
+// reason shortens a connection error to what happened: grpc's
+// `connection error: desc = "transport: Error while dialing: dial tcp
+// ADDR: connect: connection refused"` becomes "connect: connection refused".
+func reason(addr string, err error) string {
+	st := status.Convert(err)
+	if st.Code() == codes.DeadlineExceeded {
+		return "no answer in time"
+	}
+	msg := st.Message()
+	if i := strings.LastIndex(msg, addr+": "); i >= 0 {
+		msg = strings.TrimSuffix(msg[i+len(addr)+2:], `"`)
+	}
+	return msg
 }
 
 // GRPCStatus makes the error an Unavailable status for status.Code.

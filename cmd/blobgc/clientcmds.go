@@ -30,7 +30,7 @@ type clientFlags struct {
 	servers                string
 	output                 string
 	stale                  bool
-	timeout                time.Duration
+	timeout, dialTimeout   time.Duration
 	tlsCA, tlsCert, tlsKey string
 }
 
@@ -43,6 +43,7 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) to verify the servers; enables TLS")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "client certificate file (PEM), with --tls-ca")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "client key file (PEM), with --tls-ca")
+	fs.DurationVar(&f.dialTimeout, "dial-timeout", 2*time.Second, "give up when no server has answered for this long")
 }
 
 // env is what a client command runs with.
@@ -52,6 +53,7 @@ type env struct {
 	f    *clientFlags
 	in   io.Reader
 	out  io.Writer
+	errw io.Writer // notes for a person (nothing found, why nothing changed)
 	json bool
 }
 
@@ -80,7 +82,7 @@ func clientCmd(use, short string, args cobra.PositionalArgs, run func(e *env, cm
 		if f.output != "table" && f.output != "json" {
 			return fmt.Errorf("output format %q: want table or json", f.output)
 		}
-		opts := []client.Option{client.WithRetryTimeout(f.timeout)}
+		opts := []client.Option{client.WithRetryTimeout(f.timeout), client.WithDialTimeout(f.dialTimeout)}
 		if f.tlsCA != "" {
 			opts = append(opts, client.WithTLS(f.tlsCA, f.tlsCert, f.tlsKey))
 		} else if f.tlsCert != "" || f.tlsKey != "" {
@@ -93,7 +95,7 @@ func clientCmd(use, short string, args cobra.PositionalArgs, run func(e *env, cm
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 		defer cancel()
-		return run(&env{ctx: ctx, c: c, f: f, in: cmd.InOrStdin(), out: cmd.OutOrStdout(), json: f.output == "json"}, cmd, args)
+		return withServersHint(run(&env{ctx: ctx, c: c, f: f, in: cmd.InOrStdin(), out: cmd.OutOrStdout(), errw: cmd.ErrOrStderr(), json: f.output == "json"}, cmd, args))
 	}
 	f.register(cmd)
 	return cmd
@@ -176,13 +178,6 @@ func clusterTime(ns int64) string {
 	return time.Duration(ns).Round(time.Millisecond).String()
 }
 
-func wallTime(ns int64) string {
-	if ns == 0 {
-		return "-"
-	}
-	return time.Unix(0, ns).UTC().Format(time.RFC3339)
-}
-
 func listOrDash(ss []string) string {
 	if len(ss) == 0 {
 		return "-"
@@ -200,7 +195,7 @@ func addClientCommands(root *cobra.Command) {
 		hashWriteCmd("unpin", "Remove coordinator pins", (*client.Client).Unpin, "Unpinned"),
 		hashWriteCmd("register", "Register blobs (hashes as arguments, --file, or - for stdin)", (*client.Client).RegisterBlobs, "Registered"),
 		hashWriteCmd("confirm", "Confirm that claimed blobs were deleted", (*client.Client).ConfirmCollected, "Confirmed"),
-		claimCmd(), reportCmd(), cycleCmd(), historyCmd(), eligibleCmd(), nodesCmd(), statsCmd(),
+		claimCmd(), reportCmd(), cycleCmd(), historyCmd(), eligibleCmd(), nodesGroup(), statsCmd(), blobsCmd(),
 		configCmd(), membersCmd(), joinCmd(), removeCmd(), transferCmd(), digestCmd(), healthCmd(), sweepCmd(),
 	)
 }
@@ -209,6 +204,10 @@ func statusCmd() *cobra.Command {
 	var file string
 	cmd := clientCmd("status HASH...", "Show blobs' status and who protects them", cobra.ArbitraryArgs, func(e *env, _ *cobra.Command, args []string) error {
 		hs, err := parseHashes(args, file, e.in)
+		if err != nil {
+			return err
+		}
+		stats, err := e.c.Stats(e.ctx, e.read()...)
 		if err != nil {
 			return err
 		}
@@ -228,7 +227,7 @@ func statusCmd() *cobra.Command {
 			fmt.Fprintln(w, "HASH\tSTATE\tREGISTERED\tCOORD_PIN\tREFERENCED_BY\tPINNED_BY\tUNREFERENCED_SINCE\tDANGLING")
 			for _, st := range sts {
 				fmt.Fprintf(w, "%x\t%s\t%t\t%t\t%s\t%s\t%s\t%t\n", st.Hash, stateName(st.State), st.Registered, st.CoordinatorPin,
-					listOrDash(st.ReferencedBy), listOrDash(st.PinnedBy), clusterTime(st.UnreferencedSinceNs), st.Dangling)
+					listOrDash(st.ReferencedBy), listOrDash(st.PinnedBy), clusterAge(st.UnreferencedSinceNs, stats.ClusterTimeNs), st.Dangling)
 			}
 		})
 	})
@@ -249,9 +248,15 @@ func hashWriteCmd(name, short string, op hashWrite, verb string) *cobra.Command 
 		if err != nil {
 			return err
 		}
-		return e.emit(toJSON(resp), func(w io.Writer) {
+		if err := e.emit(toJSON(resp), func(w io.Writer) {
 			fmt.Fprintf(w, "%s %d hash(es): %d changed, applied at index %d\n", verb, len(hs), resp.Changed, resp.AppliedIndex)
-		})
+		}); err != nil {
+			return err
+		}
+		if name == "confirm" {
+			return confirmNote(e, hs, resp)
+		}
+		return nil
 	})
 	cmd.Flags().StringVar(&file, "file", "", "read hashes from this file, one per line")
 	return cmd
@@ -272,11 +277,14 @@ func claimCmd() *cobra.Command {
 		for i, h := range granted {
 			gs[i] = h.String()
 		}
-		return e.emit(map[string]any{"granted": gs, "applied_index": idx}, func(w io.Writer) {
+		if err := e.emit(map[string]any{"granted": gs, "applied_index": idx}, func(w io.Writer) {
 			for _, g := range gs {
 				fmt.Fprintln(w, g)
 			}
-		})
+		}); err != nil {
+			return err
+		}
+		return claimNote(e, hs, granted)
 	})
 	cmd.Flags().StringVar(&file, "file", "", "read hashes from this file, one per line")
 	return cmd
@@ -458,9 +466,9 @@ func historyCmd() *cobra.Command {
 			js[i] = toJSON(ev)
 		}
 		return e.emit(map[string]any{"events": js}, func(w io.Writer) {
-			fmt.Fprintln(w, "SEQ\tCLUSTER_TIME\tWALL_TIME\tNEWLY_MARKED\tELIGIBLE\tPRESERVED\tNODES\tSKIPPED")
+			fmt.Fprintln(w, "SEQ\tWHEN\tNEWLY_MARKED\tELIGIBLE\tPRESERVED\tNODES\tSKIPPED")
 			for _, ev := range evs {
-				fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", ev.Seq, clusterTime(ev.TimeNs), wallTime(ev.WallTimeNs),
+				fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%d\t%d\t%s\n", ev.Seq, wallAge(ev.WallTimeNs),
 					len(ev.NewlyMarked), ev.EligibleCount, ev.Preserved, ev.NodesReporting, orDash(ev.Skipped))
 			}
 		})
@@ -475,6 +483,9 @@ func eligibleCmd() *cobra.Command {
 				return err
 			}
 			hs = append(hs, h.String())
+		}
+		if !e.json && len(hs) == 0 {
+			fmt.Fprintln(e.errw, "No blobs are eligible for collection.")
 		}
 		return e.emit(map[string]any{"hashes": hs}, func(w io.Writer) {
 			for _, h := range hs {
@@ -495,9 +506,9 @@ func nodesCmd() *cobra.Command {
 			js[i] = toJSON(n)
 		}
 		return e.emit(js, func(w io.Writer) {
-			fmt.Fprintln(w, "ID\tSEQ\tACTIVE\tPINNED\tSTALE\tLAST_REPORT\tLAST_REPORT_WALL")
+			fmt.Fprintln(w, "ID\tSEQ\tACTIVE\tPINNED\tSTALE\tLAST_REPORT")
 			for _, n := range nodes {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%t\t%s\t%s\n", n.Id, n.Seq, n.Active, n.Pinned, n.Stale, clusterTime(n.LastReportNs), wallTime(n.LastReportWallNs))
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%t\t%s\n", n.Id, n.Seq, n.Active, n.Pinned, n.Stale, wallAge(n.LastReportWallNs))
 			}
 		})
 	})
