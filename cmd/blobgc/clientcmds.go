@@ -717,31 +717,39 @@ type digestRow struct {
 
 func digestCmd() *cobra.Command {
 	return clientCmd("digest", "Show every server's state digest and applied index", cobra.NoArgs, func(e *env, _ *cobra.Command, _ []string) error {
-		addrs := e.c.Servers()
-		// Members may include servers not given in --servers.
-		mctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
-		if m, err := e.c.Members(mctx); err == nil {
-			for _, mem := range m.Members {
-				if !contains(addrs, mem.Address) {
-					addrs = append(addrs, mem.Address)
-				}
-			}
-		}
-		cancel()
-		rows := make([]digestRow, len(addrs))
+		var rows []digestRow
+		answered := map[string]bool{} // server ids
 		ok := 0
-		for i, a := range addrs {
-			rows[i].Address = a
+		ask := func(a string) {
+			r := digestRow{Address: a}
 			dctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
 			d, err := e.c.DigestOf(dctx, a)
 			cancel()
 			if err != nil {
-				rows[i].Error = errorText(err)
-				continue
+				r.Error = errorText(err)
+			} else {
+				ok++
+				answered[d.ServerId] = true
+				r.ServerID, r.AppliedIndex, r.Digest = d.ServerId, d.AppliedIndex, fmt.Sprintf("%x", d.Digest)
 			}
-			ok++
-			rows[i].ServerID, rows[i].AppliedIndex, rows[i].Digest = d.ServerId, d.AppliedIndex, fmt.Sprintf("%x", d.Digest)
+			rows = append(rows, r)
 		}
+		given := strings.Split(e.f.servers, ",")
+		for _, a := range given {
+			ask(strings.TrimSpace(a))
+		}
+		// Members not given in --servers, asked at the address they
+		// advertise; a member that answered through a --servers address
+		// (as behind a NAT or compose port mapping) is not asked twice.
+		mctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
+		if m, err := e.c.Members(mctx); err == nil {
+			for _, mem := range m.Members {
+				if !answered[mem.Id] && !contains(given, mem.Address) {
+					ask(mem.Address)
+				}
+			}
+		}
+		cancel()
 		err := e.emit(map[string]any{"servers": rows}, func(w io.Writer) {
 			fmt.Fprintln(w, "SERVER\tADDRESS\tAPPLIED_INDEX\tDIGEST")
 			for _, r := range rows {
@@ -793,7 +801,7 @@ func healthCmd() *cobra.Command {
 			fmt.Fprintf(w, "%s\t%s\tleader %s at %s, term %d\n", addr, st, m.LeaderId, m.LeaderAddress, m.Term)
 		})
 	})
-	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:7000", "the server to check")
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:7001", "the server to check (default: the first of `blobgc dev`)")
 	return cmd
 }
 

@@ -201,3 +201,26 @@ func deadLoopback(t *testing.T) string {
 	l.Close()
 	return a
 }
+
+// Servers reached through other addresses than those they advertise (a
+// compose port mapping, a NAT) are shown once each: a member that answered
+// through --servers is not asked again at its advertised address.
+func TestCLIDigestAsksEachServerOnce(t *testing.T) {
+	tc, _ := startCluster(t)
+	var given []string
+	for _, s := range tc.Running() {
+		_, port, _ := net.SplitHostPort(s.Addr())
+		given = append(given, "localhost:"+port) // advertised as 127.0.0.1:port
+	}
+	tc.WaitConverged()
+	dg := jsonOf[map[string][]digestRow](t, mustRun(t, "", "digest", "-o", "json", "--servers", strings.Join(given, ",")))
+	rows := dg["servers"]
+	if len(rows) != 3 {
+		t.Fatalf("%d rows, want one per server: %+v", len(rows), rows)
+	}
+	for _, r := range rows {
+		if r.Error != "" || !strings.HasPrefix(r.Address, "localhost:") {
+			t.Fatalf("row %+v, want the digest through the given address", r)
+		}
+	}
+}
