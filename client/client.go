@@ -351,6 +351,12 @@ func (c *Client) callAt(ctx context.Context, method string, k opKind, addr strin
 		if answered {
 			silent = nil
 		} else if silent != nil && (silent[target] == nil || !expired(ctx)) {
+			if len(silent) == 0 {
+				// Dial the other servers now, in parallel, so that the next
+				// attempts find out at once whether they answer, instead of
+				// each waiting out a connection timeout in turn.
+				c.connectAll()
+			}
 			silent[target] = err
 		}
 		unreachable := silent != nil && c.noneAnswered(addr, silent)
@@ -383,6 +389,15 @@ func (c *Client) callAt(ctx context.Context, method string, k opKind, addr strin
 				return &UnreachableError{Errors: silent}
 			}
 			return lastErr
+		}
+	}
+}
+
+// connectAll starts connecting to every known server.
+func (c *Client) connectAll() {
+	for _, a := range c.Servers() {
+		if cc, err := c.conn(a); err == nil {
+			cc.Connect()
 		}
 	}
 }
