@@ -801,7 +801,7 @@ func healthCmd() *cobra.Command {
 			fmt.Fprintf(w, "%s\t%s\tleader %s at %s, term %d\n", addr, st, m.LeaderId, m.LeaderAddress, m.Term)
 		})
 	})
-	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:7001", "the server to check (default: the first of `blobgc dev`)")
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:7001", "the server to check (the default is the first server of blobgc dev)")
 	return cmd
 }
 
