@@ -49,7 +49,7 @@ func blobsListCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		stats, err := e.c.Stats(e.ctx, e.read()...)
+		now, err := clusterNow(e)
 		if err != nil {
 			return err
 		}
@@ -68,11 +68,11 @@ func blobsListCmd() *cobra.Command {
 		for i, b := range blobs {
 			js[i] = toJSON(b)
 		}
-		return e.emit(map[string]any{"blobs": js, "cluster_time_ns": stats.ClusterTimeNs}, func(w io.Writer) {
+		return e.emit(map[string]any{"blobs": js, "cluster_time_ns": now}, func(w io.Writer) {
 			fmt.Fprintln(w, "HASH\tSTATE\tREGISTERED\tCOORD_PIN\tUNREFERENCED_SINCE\tDANGLING")
 			for _, b := range blobs {
 				fmt.Fprintf(w, "%x\t%s\t%t\t%t\t%s\t%t\n", b.Hash, stateName(b.State), b.Registered, b.CoordinatorPin,
-					clusterAge(b.UnreferencedSinceNs, stats.ClusterTimeNs), b.Dangling)
+					clusterAge(b.UnreferencedSinceNs, now), b.Dangling)
 			}
 		})
 	})

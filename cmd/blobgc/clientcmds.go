@@ -207,7 +207,7 @@ func statusCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		stats, err := e.c.Stats(e.ctx, e.read()...)
+		now, err := clusterNow(e)
 		if err != nil {
 			return err
 		}
@@ -227,7 +227,7 @@ func statusCmd() *cobra.Command {
 			fmt.Fprintln(w, "HASH\tSTATE\tREGISTERED\tCOORD_PIN\tREFERENCED_BY\tPINNED_BY\tUNREFERENCED_SINCE\tDANGLING")
 			for _, st := range sts {
 				fmt.Fprintf(w, "%x\t%s\t%t\t%t\t%s\t%s\t%s\t%t\n", st.Hash, stateName(st.State), st.Registered, st.CoordinatorPin,
-					listOrDash(st.ReferencedBy), listOrDash(st.PinnedBy), clusterAge(st.UnreferencedSinceNs, stats.ClusterTimeNs), st.Dangling)
+					listOrDash(st.ReferencedBy), listOrDash(st.PinnedBy), clusterAge(st.UnreferencedSinceNs, now), st.Dangling)
 			}
 		})
 	})

@@ -2,6 +2,9 @@ package main
 
 import (
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Times are shown as ages ("3m12s ago"); -o json keeps the instants.
@@ -41,4 +44,18 @@ func clusterAge(ns, now int64) string {
 		return "-"
 	}
 	return age(time.Duration(now - ns))
+}
+
+// clusterNow returns the cluster time to age cluster-time instants against,
+// or 0 (ages print as "-") when the caller may not read the stats: a VM
+// node's credential may read a blob's status but not the cluster's counts.
+func clusterNow(e *env) (int64, error) {
+	st, err := e.c.Stats(e.ctx, e.read()...)
+	if status.Code(err) == codes.PermissionDenied {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return st.ClusterTimeNs, nil
 }

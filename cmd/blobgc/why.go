@@ -46,7 +46,7 @@ func whyNot(st *blobgcv1.BlobStatus, now int64) string {
 // explain looks up the first maxExplained of hs and returns why each is not
 // where the command wanted it, skipping those for which ok is true.
 func explain(e *env, hs []client.Hash, ok func(*blobgcv1.BlobStatus) bool) ([]string, error) {
-	stats, err := e.c.Stats(e.ctx)
+	now, err := clusterNow(e)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func explain(e *env, hs []client.Hash, ok func(*blobgcv1.BlobStatus) bool) ([]st
 			return nil, err
 		}
 		if !ok(st) {
-			out = append(out, whyNot(st, stats.ClusterTimeNs))
+			out = append(out, whyNot(st, now))
 		}
 	}
 	if len(hs) > maxExplained {
