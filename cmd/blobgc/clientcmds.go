@@ -529,6 +529,7 @@ func statsCmd() *cobra.Command {
 				{"Marked", s.Marked}, {"Deleting", s.Deleting}, {"Collected", s.Collected},
 				{"Dangling refs", s.DanglingRefs}, {"Nodes reporting", s.NodesReporting}, {"Nodes stale", s.NodesStale},
 				{"Cluster time", clusterTime(s.ClusterTimeNs)}, {"Applied index", s.AppliedIndex},
+				{"Last cycle", lastCycle(s)},
 			} {
 				fmt.Fprintf(w, "%s\t%v\n", kv.k, kv.v)
 			}

@@ -224,3 +224,28 @@ func TestCLIDigestAsksEachServerOnce(t *testing.T) {
 		}
 	}
 }
+
+// stats shows when the last cycle ran and what it did, also a cycle that
+// the state machine's history does not record.
+func TestCLIStatsLastCycle(t *testing.T) {
+	tc, srv := startCluster(t)
+	if out := mustRun(t, "", "stats", srv); !strings.Contains(out, "Last cycle") || !strings.Contains(out, "none applied") {
+		t.Fatalf("stats before any cycle: %q", out)
+	}
+	mustRun(t, "", "config", "set", "min-nodes=5", srv)
+	mustRun(t, "", "cycle", srv)
+	if out := mustRun(t, "", "stats", srv); !strings.Contains(out, " ago, skipped: below min_nodes_reporting") {
+		t.Fatalf("stats after a skipped cycle: %q", out)
+	}
+	mustRun(t, "", "config", "set", "min-nodes=0", srv)
+	mustRun(t, "", "cycle", srv)
+	tc.WaitConverged()
+	// Every server applied it, so a stale read from any of them tells.
+	st := jsonOf[map[string]any](t, mustRun(t, "", "stats", "-o", "json", "--stale", srv))
+	if st["last_cycle_ns"] == float64(0) || st["last_cycle_skipped"] != "" || st["last_cycle_newly_marked"] != float64(0) {
+		t.Fatalf("stats json after a cycle: %v", st)
+	}
+	if out := mustRun(t, "", "stats", srv); !strings.Contains(out, " ago, 0 newly marked, 0 eligible") {
+		t.Fatalf("stats after a cycle: %q", out)
+	}
+}
