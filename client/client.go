@@ -341,7 +341,7 @@ func (c *Client) callAt(ctx context.Context, method string, k opKind, addr strin
 		if target == "" {
 			target = c.pick(k == staleRead)
 		}
-		err, answered := c.attempt(ctx, target, addr == "", k != once, fn)
+		answered, err := c.attempt(ctx, target, addr == "", k != once, fn)
 		if err == nil {
 			return nil
 		}
@@ -351,7 +351,7 @@ func (c *Client) callAt(ctx context.Context, method string, k opKind, addr strin
 		if answered {
 			silent = nil
 		} else if silent != nil && (silent[target] == nil || !expired(ctx)) {
-			if len(silent) == 0 {
+			if len(silent) == 0 && addr == "" {
 				// Dial the other servers now, in parallel, so that the next
 				// attempts find out at once whether they answer, instead of
 				// each waiting out a connection timeout in turn.
@@ -463,10 +463,10 @@ func (e *UnreachableError) GRPCStatus() *status.Status {
 // target suspect. A bounded attempt gives up after the call timeout, or as
 // soon as another server names a new leader, so that a retry can go there;
 // an unbounded one has the caller's whole deadline.
-func (c *Client) attempt(ctx context.Context, target string, route, bounded bool, fn attemptFunc) (err error, answered bool) {
+func (c *Client) attempt(ctx context.Context, target string, route, bounded bool, fn attemptFunc) (answered bool, err error) {
 	cc, err := c.conn(target)
 	if err != nil {
-		return err, false
+		return false, err
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -474,8 +474,10 @@ func (c *Client) attempt(ctx context.Context, target string, route, bounded bool
 		var stop context.CancelFunc
 		actx, stop = context.WithTimeout(actx, c.cfg.callTimeout)
 		defer stop()
-		if route && c.cfg.leaderCheck > 0 {
-			go c.watchLeader(actx, target, c.Leader(), cancel)
+		// Only an attempt on the leader is watched: a follower that
+		// forwards gives up on a replaced leader by itself.
+		if route && c.cfg.leaderCheck > 0 && c.Leader() == target {
+			go c.watchLeader(actx, target, cancel)
 		}
 	}
 	var hdr, trl metadata.MD
@@ -492,7 +494,7 @@ func (c *Client) attempt(ctx context.Context, target string, route, bounded bool
 	// own timeout (not the caller's).
 	silent := !answered && (code == codes.Unavailable || code == codes.DeadlineExceeded && ctx.Err() == nil)
 	if !route {
-		return err, answered
+		return answered, err
 	}
 	// A server that refused the connection or said nothing until the
 	// attempt's timeout is down or frozen: skip it for a while.
@@ -500,7 +502,7 @@ func (c *Client) attempt(ctx context.Context, target string, route, bounded bool
 		c.markDown(target)
 	}
 	if !answered {
-		return err, false
+		return false, err
 	}
 	if err == nil {
 		c.markUp(target)
@@ -524,7 +526,7 @@ func (c *Client) attempt(ctx context.Context, target string, route, bounded bool
 	case leader != "":
 		c.setLeader(leader)
 	}
-	return err, true
+	return true, err
 }
 
 // leaderMoved cancels an attempt when another server names a new leader.
@@ -542,14 +544,14 @@ func (m *leaderMoved) status() error {
 	return st.Err()
 }
 
-// watchLeader runs beside an attempt on target, made while the client
-// believed in leader. Every leader-check interval it asks another server
-// (a cheap health check, answered locally) whom it follows; when that is a
-// server other than target and leader, the cluster elected a new leader
-// while target was silent (frozen, partitioned), and the attempt is
-// cancelled so that the retry goes to the new leader at once instead of
-// after the call timeout.
-func (c *Client) watchLeader(ctx context.Context, target, leader string, cancel context.CancelCauseFunc) {
+// watchLeader runs beside an attempt on target, the leader as the client
+// knows it. Every leader-check interval it asks another server (a cheap
+// health check, answered locally) whom it follows; when that is another
+// server, one this client can reach, the cluster elected a new leader while
+// target was silent (frozen, partitioned), and the attempt is cancelled so
+// that the retry goes to the new leader at once instead of after the call
+// timeout.
+func (c *Client) watchLeader(ctx context.Context, target string, cancel context.CancelCauseFunc) {
 	t := time.NewTicker(c.cfg.leaderCheck)
 	defer t.Stop()
 	for {
@@ -562,11 +564,18 @@ func (c *Client) watchLeader(ctx context.Context, target, leader string, cancel 
 		if peer == "" {
 			continue
 		}
-		if l := c.leaderSeenBy(ctx, peer); l != "" && l != target && l != leader {
+		if l := c.leaderSeenBy(ctx, peer); l != "" && l != target && !c.suspect(l) {
 			cancel(&leaderMoved{from: target, to: l})
 			return
 		}
 	}
+}
+
+// suspect reports whether addr is being skipped.
+func (c *Client) suspect(addr string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Before(c.down[addr])
 }
 
 // peerOf returns a server other than target that is not suspect, round-robin,

@@ -11,9 +11,11 @@
 // and skipping for a second any suspect server: one that refused the
 // connection or let an attempt time out without a word (followers keep
 // naming a crashed or frozen leader until they notice it is gone). While an
-// attempt waits for its answer, the client asks another server every 250 ms
-// (a health check, answered locally) whom it follows; when it names a new
-// leader, the attempt is abandoned and retried there, so a write to a frozen
+// attempt on the leader waits for its answer, the client asks another server
+// every 250 ms (a health check, answered locally) whom it follows; when it
+// names a new leader the client can reach, the attempt is abandoned and
+// retried there (attempts on followers are left alone: a follower abandons
+// its forward to a replaced leader by itself), so a write to a frozen
 // leader reaches its successor shortly after the election instead of after
 // the call timeout. A call that no server answers fails with an
 // *UnreachableError naming every address tried: at its deadline, or after

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,5 +110,60 @@ func TestTimedOutServerIsSkipped(t *testing.T) {
 	c.mu.Unlock()
 	if !suspect {
 		t.Fatal("the server that timed out is not marked suspect")
+	}
+}
+
+// Only an attempt on the leader is abandoned when another server names a
+// different one: a follower forwards to the leader itself, and a client
+// that cannot reach the named leader (advertised names it cannot resolve,
+// as from a compose host) must not give up on its slow calls.
+func TestSlowCallToFollowerIsNotAbandoned(t *testing.T) {
+	follower, peer := startFake(t), startFake(t)
+	unreachableLeader := deadAddr(t)
+	peer.leader = func() string { return unreachableLeader }
+	follower.answer = func(method string, n int, _ proto.Message) error {
+		if method == "Pin" {
+			time.Sleep(500 * time.Millisecond)
+		}
+		return nil
+	}
+	c := newTestClient(t, []string{follower.addr, peer.addr}, WithLeaderCheck(20*time.Millisecond))
+	c.mu.Lock()
+	c.next = 0 // start at the follower
+	c.mu.Unlock()
+	if _, err := c.Pin(context.Background(), hashesN(0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if f, p := follower.count("Pin"), peer.count("Pin"); f != 1 || p != 0 {
+		t.Fatalf("the follower saw %d pins and the other server %d, want 1 and 0: the slow attempt was abandoned", f, p)
+	}
+}
+
+// An attempt on the leader that stays silent is abandoned as soon as
+// another server names a new leader, long before the call timeout.
+func TestSilentLeaderIsLeftForTheNewOne(t *testing.T) {
+	old, next := startFake(t), startFake(t)
+	release := make(chan struct{})
+	defer close(release)
+	leader := old.addr
+	var mu sync.Mutex
+	names := func() string { mu.Lock(); defer mu.Unlock(); return leader }
+	old.leader, next.leader = names, names
+	c := newTestClient(t, []string{old.addr, next.addr}, WithCallTimeout(time.Hour), WithLeaderCheck(20*time.Millisecond))
+	if _, err := c.Stats(context.Background()); err != nil || c.Leader() != old.addr {
+		t.Fatalf("leader %q, err %v", c.Leader(), err)
+	}
+	// The leader freezes; the other server takes over.
+	old.answer = func(string, int, proto.Message) error { <-release; return nil }
+	mu.Lock()
+	leader = next.addr
+	mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Pin(ctx, hashesN(0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if next.count("Pin") != 1 || c.Leader() != next.addr {
+		t.Fatalf("new leader saw %d pins, client follows %q", next.count("Pin"), c.Leader())
 	}
 }
