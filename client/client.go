@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -46,14 +48,17 @@ type Client struct {
 	servers []string // configured addresses, then learned ones
 	leader  string
 	next    int
+	probe   int // the next server watchLeader asks
 	closed  bool
-	// down holds servers that just failed to answer at all, until when they
-	// are skipped: followers keep naming a crashed leader until they notice,
-	// and following that hint would only hit the dead server again.
+	// down holds suspect servers, until when they are skipped: those that
+	// refused the connection or let an attempt time out without a word.
+	// Followers keep naming a crashed or frozen leader until they notice,
+	// and following that hint would only hit the same server again.
 	down map[string]time.Time
 }
 
-// downFor is how long a server that did not answer is skipped.
+// downFor is how long a suspect server is skipped (unless nothing else is
+// left).
 const downFor = time.Second
 
 // New returns a client of the cluster whose servers (host:port) are listed.
@@ -65,6 +70,7 @@ func New(servers []string, opts ...Option) (*Client, error) {
 		retryTimeout: DefaultRetryTimeout,
 		backoffBase:  DefaultBackoffBase,
 		backoffMax:   DefaultBackoffMax,
+		leaderCheck:  DefaultLeaderCheck,
 		batch:        MaxBatch,
 		chunk:        FullChunk,
 	}
@@ -95,6 +101,9 @@ func New(servers []string, opts ...Option) (*Client, error) {
 	if cfg.backoffBase <= 0 {
 		cfg.backoffBase = DefaultBackoffBase
 	}
+	if cfg.leaderCheck == 0 {
+		cfg.leaderCheck = DefaultLeaderCheck
+	}
 	if cfg.backoffMax < cfg.backoffBase {
 		cfg.backoffMax = cfg.backoffBase
 	}
@@ -114,6 +123,9 @@ func New(servers []string, opts ...Option) (*Client, error) {
 	if len(c.servers) == 0 {
 		return nil, errors.New("client: no server addresses")
 	}
+	// Clients start at different servers, so that after a failure they do
+	// not all retry the same one.
+	c.next = rand.IntN(len(c.servers))
 	return c, nil
 }
 
@@ -325,22 +337,44 @@ func (c *Client) callAt(ctx context.Context, method string, k opKind, addr strin
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.retryTimeout)
 		defer cancel()
 	}
+	start := time.Now()
+	// silent holds the servers that did not answer this call, and why; it is
+	// nil once any server answered.
+	silent := map[string]error{}
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		target := addr
 		if target == "" {
 			target = c.pick(k == staleRead)
 		}
-		err := c.attempt(ctx, target, addr == "", k != once, fn)
+		answered, err := c.attempt(ctx, target, addr == "", k != once, fn)
 		if err == nil {
 			return nil
 		}
 		if errors.Is(err, ErrClosed) {
 			return err
 		}
+		if answered {
+			silent = nil
+		} else if silent != nil && (silent[target] == nil || !expired(ctx)) {
+			if len(silent) == 0 && addr == "" {
+				// Dial the other servers now, in parallel, so that the next
+				// attempts find out at once whether they answer, instead of
+				// each waiting out a connection timeout in turn.
+				c.connectAll()
+			}
+			silent[target] = err
+		}
+		unreachable := silent != nil && c.noneAnswered(addr, silent)
+		if unreachable && c.cfg.dialTimeout > 0 && time.Since(start) >= c.cfg.dialTimeout {
+			return &UnreachableError{Errors: silent}
+		}
 		if expired(ctx) {
 			// The caller's time is up: report what the servers said, if
 			// anything, rather than the bare context error.
+			if unreachable {
+				return &UnreachableError{Errors: silent}
+			}
 			if lastErr == nil || status.Code(err) != codes.DeadlineExceeded && status.Code(err) != codes.Canceled {
 				lastErr = err
 			}
@@ -357,36 +391,124 @@ func (c *Client) callAt(ctx context.Context, method string, k opKind, addr strin
 			continue
 		}
 		if err := sleep(ctx, c.backoff(attempt)); err != nil {
+			if unreachable {
+				return &UnreachableError{Errors: silent}
+			}
 			return lastErr
 		}
 	}
 }
 
+// connectAll starts connecting to every known server.
+func (c *Client) connectAll() {
+	for _, a := range c.Servers() {
+		if cc, err := c.conn(a); err == nil {
+			cc.Connect()
+		}
+	}
+}
+
+// noneAnswered reports whether every server a call may go to (addr, or all
+// known servers) is in silent.
+func (c *Client) noneAnswered(addr string, silent map[string]error) bool {
+	if addr != "" {
+		return silent[addr] != nil
+	}
+	for _, a := range c.Servers() {
+		if silent[a] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// UnreachableError is returned by a call that no server answered: every
+// address was tried and each refused, could not be reached or stayed silent.
+// Its gRPC code is Unavailable.
+type UnreachableError struct {
+	// Errors holds each address tried and its last error.
+	Errors map[string]error
+}
+
+func (e *UnreachableError) Error() string {
+	addrs := make([]string, 0, len(e.Errors))
+	for a := range e.Errors {
+		addrs = append(addrs, a)
+	}
+	slices.Sort(addrs)
+	parts := make([]string, len(addrs))
+	for i, a := range addrs {
+		parts[i] = a + " (" + reason(a, e.Errors[a]) + ")"
+	}
+	return "no blobgc server reachable; tried " + strings.Join(parts, ", ")
+}
+
+// reason shortens a connection error to what happened: grpc's
+// `connection error: desc = "transport: Error while dialing: dial tcp
+// ADDR: connect: connection refused"` becomes "connect: connection refused".
+func reason(addr string, err error) string {
+	st := status.Convert(err)
+	if st.Code() == codes.DeadlineExceeded {
+		return "no answer in time"
+	}
+	msg := st.Message()
+	if i := strings.LastIndex(msg, addr+": "); i >= 0 {
+		msg = strings.TrimSuffix(msg[i+len(addr)+2:], `"`)
+	}
+	return msg
+}
+
+// GRPCStatus makes the error an Unavailable status for status.Code.
+func (e *UnreachableError) GRPCStatus() *status.Status {
+	return status.New(codes.Unavailable, e.Error())
+}
+
 // attempt runs fn once against target and learns the leader from the reply.
-// A bounded attempt gives up after the call timeout, so that a retry can go
-// elsewhere; an unbounded one has the caller's whole deadline.
-func (c *Client) attempt(ctx context.Context, target string, route, bounded bool, fn attemptFunc) error {
+// answered says whether the server replied at all: false when the
+// connection failed or the attempt timed out without a word, which makes
+// target suspect. A bounded attempt gives up after the call timeout, or as
+// soon as another server names a new leader, so that a retry can go there;
+// an unbounded one has the caller's whole deadline.
+func (c *Client) attempt(ctx context.Context, target string, route, bounded bool, fn attemptFunc) (answered bool, err error) {
 	cc, err := c.conn(target)
 	if err != nil {
-		return err
+		return false, err
 	}
-	actx, cancel := ctx, context.CancelFunc(func() {})
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	if bounded {
-		actx, cancel = context.WithTimeout(ctx, c.cfg.callTimeout)
+		var stop context.CancelFunc
+		actx, stop = context.WithTimeout(actx, c.cfg.callTimeout)
+		defer stop()
+		// Only an attempt on the leader is watched: a follower that
+		// forwards gives up on a replaced leader by itself.
+		if route && c.cfg.leaderCheck > 0 && c.Leader() == target {
+			go c.watchLeader(actx, target, cancel)
+		}
 	}
-	defer cancel()
 	var hdr, trl metadata.MD
 	err = fn(actx, blobgcv1.NewBlobGCClient(cc), grpc.Header(&hdr), grpc.Trailer(&trl))
-	if !route {
-		return err
+	var moved *leaderMoved
+	if err != nil && errors.As(context.Cause(actx), &moved) {
+		err = moved.status()
 	}
-	// An Unavailable without any header came from the connection, not from
-	// a server: the server is down or unreachable.
-	if status.Code(err) == codes.Unavailable && hdr.Len() == 0 && trl.Len() == 0 {
-		if _, hinted := LeaderHint(err); !hinted {
-			c.markDown(target)
-			return err
-		}
+	_, hinted := LeaderHint(err)
+	code := status.Code(err)
+	answered = hdr.Len() > 0 || trl.Len() > 0 || hinted ||
+		code != codes.Unavailable && code != codes.DeadlineExceeded && code != codes.Canceled
+	// Silent: refused the connection, or said nothing until the attempt's
+	// own timeout (not the caller's).
+	silent := !answered && (code == codes.Unavailable || code == codes.DeadlineExceeded && ctx.Err() == nil)
+	if !route {
+		return answered, err
+	}
+	// A server that refused the connection or said nothing until the
+	// attempt's timeout is down or frozen: skip it for a while.
+	if silent || moved != nil {
+		c.markDown(target)
+	}
+	if !answered {
+		return false, err
 	}
 	if err == nil {
 		c.markUp(target)
@@ -401,7 +523,7 @@ func (c *Client) attempt(ctx context.Context, target string, route, bounded bool
 			c.forgetLeader(target)
 		}
 	}
-	failed := status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded
+	failed := code == codes.Unavailable || code == codes.DeadlineExceeded
 	switch {
 	case failed && (leader == "" || leader == target):
 		// A server that cannot serve is not a leader to come back to, even
@@ -410,7 +532,89 @@ func (c *Client) attempt(ctx context.Context, target string, route, bounded bool
 	case leader != "":
 		c.setLeader(leader)
 	}
-	return err
+	return true, err
+}
+
+// leaderMoved cancels an attempt when another server names a new leader.
+type leaderMoved struct{ from, to string }
+
+func (m *leaderMoved) Error() string {
+	return fmt.Sprintf("%s did not answer and %s is the leader now; outcome unknown", m.from, m.to)
+}
+
+func (m *leaderMoved) status() error {
+	st, err := status.New(codes.Unavailable, m.Error()).WithDetails(&blobgcv1.LeaderHint{LeaderAddress: m.to})
+	if err != nil {
+		return status.Error(codes.Unavailable, m.Error())
+	}
+	return st.Err()
+}
+
+// watchLeader runs beside an attempt on target, the leader as the client
+// knows it. Every leader-check interval it asks another server (a cheap
+// health check, answered locally) whom it follows; when that is another
+// server, one this client can reach, the cluster elected a new leader while
+// target was silent (frozen, partitioned), and the attempt is cancelled so
+// that the retry goes to the new leader at once instead of after the call
+// timeout.
+func (c *Client) watchLeader(ctx context.Context, target string, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(c.cfg.leaderCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		peer := c.peerOf(target)
+		if peer == "" {
+			continue
+		}
+		if l := c.leaderSeenBy(ctx, peer); l != "" && l != target && !c.suspect(l) {
+			cancel(&leaderMoved{from: target, to: l})
+			return
+		}
+	}
+}
+
+// suspect reports whether addr is being skipped.
+func (c *Client) suspect(addr string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Before(c.down[addr])
+}
+
+// peerOf returns a server other than target that is not suspect, round-robin,
+// or "" when there is none.
+func (c *Client) peerOf(target string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for range c.servers {
+		a := c.servers[c.probe%len(c.servers)]
+		c.probe++
+		if a != target && !now.Before(c.down[a]) {
+			return a
+		}
+	}
+	return ""
+}
+
+// leaderSeenBy returns the leader that the server at addr names in the
+// header of a health check, or "" if it names none or does not answer
+// within the leader-check interval.
+func (c *Client) leaderSeenBy(ctx context.Context, addr string) string {
+	cc, err := c.conn(addr)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.leaderCheck)
+	defer cancel()
+	var hdr metadata.MD
+	if _, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&hdr)); err != nil {
+		return ""
+	}
+	return first(hdr.Get(LeaderHeader))
 }
 
 // expired reports whether ctx is done or its deadline has passed (an

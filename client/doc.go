@@ -7,8 +7,19 @@
 // to the server it believes is the leader, learned from the "blobgc-leader"
 // response header that every server sets, or from the LeaderHint detail of an
 // Unavailable error. Until it knows a leader it round-robins over the servers,
-// skipping for a second any server that refused the connection (followers
-// keep naming a crashed leader until they notice it is gone). Any server
+// starting at a random one so that clients do not all retry the same server,
+// and skipping for a second any suspect server: one that refused the
+// connection or let an attempt time out without a word (followers keep
+// naming a crashed or frozen leader until they notice it is gone). While an
+// attempt on the leader waits for its answer, the client asks another server
+// every 250 ms (a health check, answered locally) whom it follows; when it
+// names a new leader the client can reach, the attempt is abandoned and
+// retried there (attempts on followers are left alone: a follower abandons
+// its forward to a replaced leader by itself), so a write to a frozen
+// leader reaches its successor shortly after the election instead of after
+// the call timeout. A call that no server answers fails with an
+// *UnreachableError naming every address tried: at its deadline, or after
+// the dial timeout (WithDialTimeout) when one is set. Any server
 // accepts any call (followers forward writes and linearizable reads to the
 // leader), so going to the leader only saves a hop. Stale reads (the Stale
 // option) are spread round-robin over all servers, since any of them may

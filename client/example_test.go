@@ -1,36 +1,49 @@
 package client_test
 
 import (
+	"cmp"
 	"context"
 	"log"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/blobgc/blobgc/client"
 )
 
 // A VM node reports what it uses: a full report at start, deltas after.
+// This is the README's example; TestExamplesRun runs it against a cluster.
 func ExampleReporter() {
-	c, err := client.New([]string{"10.0.0.1:7001", "10.0.0.2:7001", "10.0.0.3:7001"})
+	// Any members will do; these are where `blobgc dev` listens.
+	servers := strings.Split(cmp.Or(os.Getenv("BLOBGC_SERVERS"), "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"), ",")
+	c, err := client.New(servers)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
-	ctx := context.Background()
-	h, _ := client.ParseHash("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 
-	r := c.Reporter("vm-17")
-	if err := r.Full(ctx, []client.Hash{h}, nil); err != nil {
+	image, err := client.ParseHash("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+	if err != nil {
 		log.Fatal(err)
 	}
-	// Later: the function is no longer in use. If the cluster lost track of
-	// the sequence, the Reporter sends a full report instead.
-	if err := r.Delta(ctx, nil, []client.Hash{h}, nil, nil); err != nil {
+	r := c.Reporter("vm-17")
+	// At start: every blob this node uses (sent in chunks when large).
+	if err := r.Full(ctx, []client.Hash{image}, nil); err != nil {
+		log.Fatal(err)
+	}
+	// Later, only the changes: the image is no longer in use. If the cluster
+	// lost track of this node's sequence, the Reporter sends a full report.
+	if err := r.Delta(ctx, nil, []client.Hash{image}, nil, nil); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // A sweeper deletes what it is granted, then confirms.
 func ExampleClient_Claim() {
-	c, err := client.New([]string{"127.0.0.1:7001"})
+	servers := strings.Split(cmp.Or(os.Getenv("BLOBGC_SERVERS"), "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"), ",")
+	c, err := client.New(servers)
 	if err != nil {
 		log.Fatal(err)
 	}

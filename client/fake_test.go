@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -38,8 +40,17 @@ func startFake(t *testing.T) *fakeServer {
 		t.Fatal(err)
 	}
 	f := &fakeServer{addr: lis.Addr().String(), calls: map[string]int{}}
-	gs := grpc.NewServer()
+	// Health checks name the leader in the header, as real servers do.
+	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if info.FullMethod == healthpb.Health_Check_FullMethodName && f.leader != nil {
+			if l := f.leader(); l != "" {
+				grpc.SetHeader(ctx, metadata.Pairs(LeaderHeader, l))
+			}
+		}
+		return handler(ctx, req)
+	}))
 	blobgcv1.RegisterBlobGCServer(gs, f)
+	healthpb.RegisterHealthServer(gs, health.NewServer())
 	go gs.Serve(lis)
 	f.stop = gs.Stop
 	t.Cleanup(gs.Stop)

@@ -372,7 +372,7 @@ func (c *Client) Members(ctx context.Context) (*blobgcv1.MembersResponse, error)
 // the leader and with a single attempt.
 func (c *Client) MembersOf(ctx context.Context, addr string) (*blobgcv1.MembersResponse, error) {
 	var resp *blobgcv1.MembersResponse
-	err := c.attempt(ctx, addr, false, true, func(ctx context.Context, api blobgcv1.BlobGCClient, o ...grpc.CallOption) (err error) {
+	_, err := c.attempt(ctx, addr, false, true, func(ctx context.Context, api blobgcv1.BlobGCClient, o ...grpc.CallOption) (err error) {
 		resp, err = api.Members(ctx, &blobgcv1.MembersRequest{}, o...)
 		return err
 	})

@@ -26,6 +26,11 @@ const (
 	// election, which takes well under a second: a client should notice the
 	// new leader within a fraction of that.
 	DefaultBackoffMax = 100 * time.Millisecond
+	// DefaultLeaderCheck is how often an attempt that has not been
+	// answered yet asks another server whom it follows; a new leader ends
+	// the attempt, so a write to a frozen leader goes to its successor
+	// within about this long of the election.
+	DefaultLeaderCheck = 250 * time.Millisecond
 )
 
 type config struct {
@@ -39,6 +44,8 @@ type config struct {
 	retryTimeout   time.Duration
 	backoffBase    time.Duration
 	backoffMax     time.Duration
+	leaderCheck    time.Duration
+	dialTimeout    time.Duration
 	logger         hclog.Logger
 	dialOpts       []grpc.DialOption
 	batch          int
@@ -87,6 +94,21 @@ func WithCallTimeout(d time.Duration) Option { return func(c *config) { c.callTi
 // WithRetryTimeout bounds all attempts of a call whose context has no
 // deadline (default DefaultRetryTimeout).
 func WithRetryTimeout(d time.Duration) Option { return func(c *config) { c.retryTimeout = d } }
+
+// WithLeaderCheck sets how often an attempt that is still waiting for its
+// answer asks another server which leader it follows (default
+// DefaultLeaderCheck); a new leader ends the attempt (its outcome is unknown,
+// so only for operations retried on a timeout) and the call is retried
+// there. A negative d turns the check off.
+func WithLeaderCheck(d time.Duration) Option { return func(c *config) { c.leaderCheck = d } }
+
+// WithDialTimeout makes a call fail with an *UnreachableError once no server
+// has answered it for d: every address was tried and each refused the
+// connection, could not be reached or stayed silent. Without it (d = 0, the
+// default) the call keeps retrying until its deadline, which suits a
+// long-running process riding out a full-cluster restart; a command-line
+// tool wants to say at once that nothing answers.
+func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
 
 // WithBackoff sets the first and the largest wait between attempts; each
 // wait doubles the previous one, with jitter.

@@ -133,6 +133,7 @@ func TestSkipsDeadServer(t *testing.T) {
 func TestLeaderDownFallsBackToRoundRobin(t *testing.T) {
 	leader, other := startFake(t), startFake(t)
 	leader.leader = func() string { return leader.addr }
+	other.leader = leader.leader
 	c := newTestClient(t, []string{leader.addr, other.addr})
 	if _, err := c.Stats(context.Background()); err != nil {
 		t.Fatal(err)
@@ -332,6 +333,7 @@ func TestEmptyBatchIsSent(t *testing.T) {
 func TestIgnoresHintsNamingDeadServer(t *testing.T) {
 	leader, follower := startFake(t), startFake(t)
 	leader.leader = func() string { return leader.addr }
+	follower.leader = leader.leader
 	c := newTestClient(t, []string{leader.addr, follower.addr})
 	if _, err := c.Stats(context.Background()); err != nil || c.Leader() != leader.addr {
 		t.Fatalf("leader %q, err %v", c.Leader(), err)

@@ -444,12 +444,14 @@ func (a *api) ListEligible(ctx context.Context, req *pb.ListEligibleRequest) (*p
 func (a *api) GetStats(ctx context.Context, req *pb.GetStatsRequest) (*pb.Stats, error) {
 	return read[pb.Stats](a.s, ctx, pb.BlobGC_GetStats_FullMethodName, req, req.Consistency, func() (*pb.Stats, error) {
 		c := a.s.fsm.Counts()
+		lc := a.s.repl.LastCycle()
 		return &pb.Stats{
 			Active: int64(c.Active), Pinned: int64(c.Pinned), Unreferenced: int64(c.Unreferenced),
 			Marked: int64(c.Marked), Deleting: int64(c.Deleting), Collected: int64(c.Collected),
 			Known: int64(c.Known), DanglingRefs: int64(c.DanglingRefs),
 			NodesReporting: int64(c.NodesReporting), NodesStale: int64(c.NodesStale),
 			ClusterTimeNs: a.s.fsm.ClusterTime(), AppliedIndex: a.s.fsm.AppliedIndex(),
+			LastCycleNs: lc.time, LastCycleNewlyMarked: int64(lc.newlyMarked), LastCycleEligible: int64(lc.eligible), LastCycleSkipped: lc.skipped,
 		}, nil
 	})
 }

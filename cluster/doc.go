@@ -109,5 +109,9 @@
 // and LeaderHealthService SERVING only on a leader whose barrier has applied.
 // Metrics use a Prometheus registry per server (several servers can share a
 // process); raft's own go-metrics are collected by one process-wide sink,
-// since raft emits them through a global.
+// since raft emits them through a global, renamed to Prometheus conventions
+// (raftSink) and shown only while the process runs one server, as they
+// cannot tell in-process servers apart. Every response, health checks
+// included, names the leader in the LeaderHeader header, so that a client
+// can ask any server cheaply whom it follows.
 package cluster

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -196,10 +197,12 @@ func leaderCall[R any, PR interface {
 	return resp, nil
 }
 
-// leaderHeaderInterceptor sets LeaderHeader on every API response.
+// leaderHeaderInterceptor sets LeaderHeader on every API response, and on
+// health checks, which clients use as a cheap local question "whom do you
+// follow?" while an attempt on a silent leader is pending.
 func (s *Server) leaderHeaderInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	resp, err := handler(ctx, req)
-	if strings.HasPrefix(info.FullMethod, "/blobgc.v1.BlobGC/") {
+	if strings.HasPrefix(info.FullMethod, "/blobgc.v1.BlobGC/") || info.FullMethod == healthpb.Health_Check_FullMethodName {
 		if addr, _ := s.raft.LeaderWithID(); addr != "" {
 			_ = grpc.SetHeader(ctx, metadata.Pairs(LeaderHeader, string(addr)))
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	gometrics "github.com/armon/go-metrics"
-	gmprom "github.com/armon/go-metrics/prometheus"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -16,7 +15,7 @@ import (
 
 // metrics is one server's Prometheus registry. Several servers in one process
 // (tests, `blobgc dev`) each get their own; only raft's go-metrics sink is
-// process-wide, because raft emits through a global.
+// process-wide, because raft emits through a global (see raftSink).
 type metrics struct {
 	reg           *prometheus.Registry
 	reports       *prometheus.CounterVec
@@ -24,39 +23,33 @@ type metrics struct {
 	cycleDuration prometheus.Histogram
 	newlyMarked   prometheus.Counter
 	forwarded     *prometheus.CounterVec
+	closeOnce     sync.Once
 }
 
 var (
 	raftSinkOnce sync.Once
-	raftSink     *gmprom.PrometheusSink
+	theRaftSink  *raftSink
 )
 
-// raftMetrics installs, once per process, a Prometheus sink as the global
+// raftMetrics installs, once per process, raftSink as the global
 // armon/go-metrics sink: raft v1.7.3 and raft-boltdb/v2 emit through
 // hashicorp/go-metrics/compat, which forwards to armon/go-metrics unless the
 // binary is built with -tags hashicorpmetrics.
 func raftMetrics() prometheus.Collector {
 	raftSinkOnce.Do(func() {
-		sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{
-			Expiration: 5 * time.Minute,
-			Registerer: prometheus.NewRegistry(), // registered per server below
-			Name:       "blobgc_raft_sink",
-		})
-		if err != nil {
-			return
-		}
+		sink := newRaftSink()
 		cfg := gometrics.DefaultConfig("blobgc")
 		cfg.EnableHostname = false
 		cfg.EnableRuntimeMetrics = false
 		if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
 			return
 		}
-		raftSink = sink
+		theRaftSink = sink
 	})
-	if raftSink == nil {
+	if theRaftSink == nil {
 		return nil
 	}
-	return raftSink
+	return theRaftSink
 }
 
 func newMetrics(s *Server) *metrics {
@@ -91,8 +84,12 @@ func newMetrics(s *Server) *metrics {
 	if rm := raftMetrics(); rm != nil {
 		m.reg.MustRegister(rm)
 	}
+	servers.Add(1)
 	return m
 }
+
+// close tells the process-wide raft metrics that this server is gone.
+func (m *metrics) close() { m.closeOnce.Do(func() { servers.Add(-1) }) }
 
 // register adds another collector (the transport's) to this registry.
 func (m *metrics) register(c prometheus.Collector) { m.reg.MustRegister(c) }

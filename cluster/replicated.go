@@ -22,6 +22,18 @@ type replicated struct {
 	mu     sync.Mutex
 	index  uint64
 	notify chan struct{} // closed and replaced whenever index moves
+	// lastCycle sums up the last GC cycle this server applied. It is an
+	// observation, not replicated state (it starts empty after a restart):
+	// the state machine records only cycles that found something.
+	lastCycle cycleSummary
+}
+
+// cycleSummary is what Stats tells of the last cycle.
+type cycleSummary struct {
+	time        int64 // cluster time; 0: none applied yet
+	newlyMarked int
+	eligible    int
+	skipped     string
 }
 
 var _ raft.BatchingFSM = (*replicated)(nil)
@@ -65,8 +77,29 @@ func (r *replicated) ApplyBatch(logs []*raft.Log) []interface{} {
 			}
 		}
 	}
+	r.noteCycle(out)
 	r.advance(logs[len(logs)-1].Index)
 	return out
+}
+
+// noteCycle remembers the last cycle among a batch's results.
+func (r *replicated) noteCycle(out []interface{}) {
+	for i := len(out) - 1; i >= 0; i-- {
+		if res, ok := out[i].(*fsm.Result); ok && res.Err == nil && res.Cycle != nil {
+			c := res.Cycle
+			r.mu.Lock()
+			r.lastCycle = cycleSummary{time: c.Time, newlyMarked: len(c.NewlyMarked), eligible: len(c.Eligible), skipped: c.Skipped}
+			r.mu.Unlock()
+			return
+		}
+	}
+}
+
+// LastCycle returns the last cycle this server applied since it started.
+func (r *replicated) LastCycle() cycleSummary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastCycle
 }
 
 // isCommand reports whether l is for the fsm.FSM; empty command entries are the

@@ -425,6 +425,7 @@ func (s *Server) shutdown(ctx context.Context, transfer bool) error {
 		errs = append(errs, err)
 	}
 	s.health.Shutdown()
+	s.metrics.close()
 	if err := s.trans.Close(); err != nil {
 		errs = append(errs, err)
 	}

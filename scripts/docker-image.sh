@@ -24,6 +24,8 @@ if [[ -n "$(ls -A "$ctx")" ]]; then
   exit 1
 fi
 
-CGO_ENABLED=0 go build -trimpath -o "$ctx/blobgc" ./cmd/blobgc
+# The commit is passed explicitly too: the toolchain does not stamp it in
+# every checkout (worktrees, GOFLAGS=-buildvcs=false).
+CGO_ENABLED=0 go build -trimpath -ldflags "-X main.commit=$(git rev-parse HEAD 2>/dev/null)" -o "$ctx/blobgc" ./cmd/blobgc
 docker build --quiet --file Dockerfile --tag "$tag" "$ctx" >/dev/null
 echo "built image $tag"

@@ -30,7 +30,7 @@ type clientFlags struct {
 	servers                string
 	output                 string
 	stale                  bool
-	timeout                time.Duration
+	timeout, dialTimeout   time.Duration
 	tlsCA, tlsCert, tlsKey string
 	token, tokenFile       string
 	tokenWithoutTLS        bool
@@ -48,12 +48,13 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.token, "token", "", "bearer token to authenticate with (prefer BLOBGC_TOKEN or --token-file: flags show in ps)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "file whose first line is the bearer token")
 	fs.BoolVar(&f.tokenWithoutTLS, "token-without-tls", false, "allow sending the token without TLS (a cluster run with --insecure)")
+	fs.DurationVar(&f.dialTimeout, "dial-timeout", 2*time.Second, "give up when no server has answered for this long")
 }
 
 // clientOptions turns the flags into client options: retries, TLS and
 // the bearer token.
 func (f *clientFlags) clientOptions() ([]client.Option, error) {
-	opts := []client.Option{client.WithRetryTimeout(f.timeout)}
+	opts := []client.Option{client.WithRetryTimeout(f.timeout), client.WithDialTimeout(f.dialTimeout)}
 	if f.tlsCA != "" {
 		opts = append(opts, client.WithTLS(f.tlsCA, f.tlsCert, f.tlsKey))
 	} else if f.tlsCert != "" || f.tlsKey != "" {
@@ -82,6 +83,7 @@ type env struct {
 	f    *clientFlags
 	in   io.Reader
 	out  io.Writer
+	errw io.Writer // notes for a person (nothing found, why nothing changed)
 	json bool
 }
 
@@ -121,7 +123,7 @@ func clientCmd(use, short string, args cobra.PositionalArgs, run func(e *env, cm
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 		defer cancel()
-		return run(&env{ctx: ctx, c: c, f: f, in: cmd.InOrStdin(), out: cmd.OutOrStdout(), json: f.output == "json"}, cmd, args)
+		return withServersHint(run(&env{ctx: ctx, c: c, f: f, in: cmd.InOrStdin(), out: cmd.OutOrStdout(), errw: cmd.ErrOrStderr(), json: f.output == "json"}, cmd, args))
 	}
 	f.register(cmd)
 	return cmd
@@ -204,13 +206,6 @@ func clusterTime(ns int64) string {
 	return time.Duration(ns).Round(time.Millisecond).String()
 }
 
-func wallTime(ns int64) string {
-	if ns == 0 {
-		return "-"
-	}
-	return time.Unix(0, ns).UTC().Format(time.RFC3339)
-}
-
 func listOrDash(ss []string) string {
 	if len(ss) == 0 {
 		return "-"
@@ -228,7 +223,7 @@ func addClientCommands(root *cobra.Command) {
 		hashWriteCmd("unpin", "Remove coordinator pins", (*client.Client).Unpin, "Unpinned"),
 		hashWriteCmd("register", "Register blobs (hashes as arguments, --file, or - for stdin)", (*client.Client).RegisterBlobs, "Registered"),
 		hashWriteCmd("confirm", "Confirm that claimed blobs were deleted", (*client.Client).ConfirmCollected, "Confirmed"),
-		claimCmd(), reportCmd(), cycleCmd(), historyCmd(), eligibleCmd(), nodesCmd(), statsCmd(),
+		claimCmd(), reportCmd(), cycleCmd(), historyCmd(), eligibleCmd(), nodesGroup(), statsCmd(), blobsCmd(),
 		configCmd(), membersCmd(), joinCmd(), removeCmd(), transferCmd(), digestCmd(), healthCmd(), sweepCmd(),
 	)
 }
@@ -237,6 +232,10 @@ func statusCmd() *cobra.Command {
 	var file string
 	cmd := clientCmd("status HASH...", "Show blobs' status and who protects them", cobra.ArbitraryArgs, func(e *env, _ *cobra.Command, args []string) error {
 		hs, err := parseHashes(args, file, e.in)
+		if err != nil {
+			return err
+		}
+		now, err := clusterNow(e)
 		if err != nil {
 			return err
 		}
@@ -256,7 +255,7 @@ func statusCmd() *cobra.Command {
 			fmt.Fprintln(w, "HASH\tSTATE\tREGISTERED\tCOORD_PIN\tREFERENCED_BY\tPINNED_BY\tUNREFERENCED_SINCE\tDANGLING")
 			for _, st := range sts {
 				fmt.Fprintf(w, "%x\t%s\t%t\t%t\t%s\t%s\t%s\t%t\n", st.Hash, stateName(st.State), st.Registered, st.CoordinatorPin,
-					listOrDash(st.ReferencedBy), listOrDash(st.PinnedBy), clusterTime(st.UnreferencedSinceNs), st.Dangling)
+					listOrDash(st.ReferencedBy), listOrDash(st.PinnedBy), clusterAge(st.UnreferencedSinceNs, now), st.Dangling)
 			}
 		})
 	})
@@ -277,9 +276,15 @@ func hashWriteCmd(name, short string, op hashWrite, verb string) *cobra.Command 
 		if err != nil {
 			return err
 		}
-		return e.emit(toJSON(resp), func(w io.Writer) {
+		if err := e.emit(toJSON(resp), func(w io.Writer) {
 			fmt.Fprintf(w, "%s %d hash(es): %d changed, applied at index %d\n", verb, len(hs), resp.Changed, resp.AppliedIndex)
-		})
+		}); err != nil {
+			return err
+		}
+		if name == "confirm" {
+			return confirmNote(e, hs, resp)
+		}
+		return nil
 	})
 	cmd.Flags().StringVar(&file, "file", "", "read hashes from this file, one per line")
 	return cmd
@@ -300,11 +305,14 @@ func claimCmd() *cobra.Command {
 		for i, h := range granted {
 			gs[i] = h.String()
 		}
-		return e.emit(map[string]any{"granted": gs, "applied_index": idx}, func(w io.Writer) {
+		if err := e.emit(map[string]any{"granted": gs, "applied_index": idx}, func(w io.Writer) {
 			for _, g := range gs {
 				fmt.Fprintln(w, g)
 			}
-		})
+		}); err != nil {
+			return err
+		}
+		return claimNote(e, hs, granted)
 	})
 	cmd.Flags().StringVar(&file, "file", "", "read hashes from this file, one per line")
 	return cmd
@@ -486,9 +494,9 @@ func historyCmd() *cobra.Command {
 			js[i] = toJSON(ev)
 		}
 		return e.emit(map[string]any{"events": js}, func(w io.Writer) {
-			fmt.Fprintln(w, "SEQ\tCLUSTER_TIME\tWALL_TIME\tNEWLY_MARKED\tELIGIBLE\tPRESERVED\tNODES\tSKIPPED")
+			fmt.Fprintln(w, "SEQ\tWHEN\tNEWLY_MARKED\tELIGIBLE\tPRESERVED\tNODES\tSKIPPED")
 			for _, ev := range evs {
-				fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", ev.Seq, clusterTime(ev.TimeNs), wallTime(ev.WallTimeNs),
+				fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%d\t%d\t%s\n", ev.Seq, wallAge(ev.WallTimeNs),
 					len(ev.NewlyMarked), ev.EligibleCount, ev.Preserved, ev.NodesReporting, orDash(ev.Skipped))
 			}
 		})
@@ -503,6 +511,9 @@ func eligibleCmd() *cobra.Command {
 				return err
 			}
 			hs = append(hs, h.String())
+		}
+		if !e.json && len(hs) == 0 {
+			fmt.Fprintln(e.errw, "No blobs are eligible for collection.")
 		}
 		return e.emit(map[string]any{"hashes": hs}, func(w io.Writer) {
 			for _, h := range hs {
@@ -523,9 +534,9 @@ func nodesCmd() *cobra.Command {
 			js[i] = toJSON(n)
 		}
 		return e.emit(js, func(w io.Writer) {
-			fmt.Fprintln(w, "ID\tSEQ\tACTIVE\tPINNED\tSTALE\tLAST_REPORT\tLAST_REPORT_WALL")
+			fmt.Fprintln(w, "ID\tSEQ\tACTIVE\tPINNED\tSTALE\tLAST_REPORT")
 			for _, n := range nodes {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%t\t%s\t%s\n", n.Id, n.Seq, n.Active, n.Pinned, n.Stale, clusterTime(n.LastReportNs), wallTime(n.LastReportWallNs))
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%t\t%s\n", n.Id, n.Seq, n.Active, n.Pinned, n.Stale, wallAge(n.LastReportWallNs))
 			}
 		})
 	})
@@ -546,6 +557,7 @@ func statsCmd() *cobra.Command {
 				{"Marked", s.Marked}, {"Deleting", s.Deleting}, {"Collected", s.Collected},
 				{"Dangling refs", s.DanglingRefs}, {"Nodes reporting", s.NodesReporting}, {"Nodes stale", s.NodesStale},
 				{"Cluster time", clusterTime(s.ClusterTimeNs)}, {"Applied index", s.AppliedIndex},
+				{"Last cycle", lastCycle(s)},
 			} {
 				fmt.Fprintf(w, "%s\t%v\n", kv.k, kv.v)
 			}
@@ -734,31 +746,39 @@ type digestRow struct {
 
 func digestCmd() *cobra.Command {
 	return clientCmd("digest", "Show every server's state digest and applied index", cobra.NoArgs, func(e *env, _ *cobra.Command, _ []string) error {
-		addrs := e.c.Servers()
-		// Members may include servers not given in --servers.
-		mctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
-		if m, err := e.c.Members(mctx); err == nil {
-			for _, mem := range m.Members {
-				if !contains(addrs, mem.Address) {
-					addrs = append(addrs, mem.Address)
-				}
-			}
-		}
-		cancel()
-		rows := make([]digestRow, len(addrs))
+		var rows []digestRow
+		answered := map[string]bool{} // server ids
 		ok := 0
-		for i, a := range addrs {
-			rows[i].Address = a
+		ask := func(a string) {
+			r := digestRow{Address: a}
 			dctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
 			d, err := e.c.DigestOf(dctx, a)
 			cancel()
 			if err != nil {
-				rows[i].Error = errorText(err)
-				continue
+				r.Error = errorText(err)
+			} else {
+				ok++
+				answered[d.ServerId] = true
+				r.ServerID, r.AppliedIndex, r.Digest = d.ServerId, d.AppliedIndex, fmt.Sprintf("%x", d.Digest)
 			}
-			ok++
-			rows[i].ServerID, rows[i].AppliedIndex, rows[i].Digest = d.ServerId, d.AppliedIndex, fmt.Sprintf("%x", d.Digest)
+			rows = append(rows, r)
 		}
+		given := strings.Split(e.f.servers, ",")
+		for _, a := range given {
+			ask(strings.TrimSpace(a))
+		}
+		// Members not given in --servers, asked at the address they
+		// advertise; a member that answered through a --servers address
+		// (as behind a NAT or compose port mapping) is not asked twice.
+		mctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
+		if m, err := e.c.Members(mctx); err == nil {
+			for _, mem := range m.Members {
+				if !answered[mem.Id] && !contains(given, mem.Address) {
+					ask(mem.Address)
+				}
+			}
+		}
+		cancel()
 		err := e.emit(map[string]any{"servers": rows}, func(w io.Writer) {
 			fmt.Fprintln(w, "SERVER\tADDRESS\tAPPLIED_INDEX\tDIGEST")
 			for _, r := range rows {
@@ -810,7 +830,7 @@ func healthCmd() *cobra.Command {
 			fmt.Fprintf(w, "%s\t%s\tleader %s at %s, term %d\n", addr, st, m.LeaderId, m.LeaderAddress, m.Term)
 		})
 	})
-	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:7000", "the server to check")
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:7001", "the server to check (the default is the first server of blobgc dev)")
 	return cmd
 }
 

@@ -134,6 +134,7 @@ func TestCLIWorkflow(t *testing.T) {
 	if out := mustRun(t, "", "history", srv); !strings.Contains(out, "NEWLY_MARKED") {
 		t.Fatalf("history table: %q", out)
 	}
+	tc.WaitConverged() // a stale read may go to any server
 	stats := jsonOf[map[string]any](t, mustRun(t, "", "stats", "-o", "json", "--stale", srv))
 	if stats["known"] != float64(2) || stats["collected"] != float64(2) {
 		t.Fatalf("stats: %v", stats)

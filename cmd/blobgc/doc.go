@@ -30,5 +30,12 @@
 //     characters, enums by their short names (ACTIVE, HOLD), every field
 //     present. Hashes are read from arguments, from --file, or from stdin
 //     with "-", one per line; a bad hash names its position.
-//   - Errors go to stderr as "Error: Code: message" and exit with status 1.
+//   - Errors go to stderr as "Error: Code: message". Exit statuses follow
+//     etcdctl: 1 the command failed, 2 no server answered (the message lists
+//     every address tried), 3 the request was accepted but had no effect a
+//     script asked for (a claim granted nothing, a confirm left blobs
+//     unconfirmed, deregistering an unknown node); the message says why,
+//     blob by blob. Empty lists say so on stderr and exit 0, like kubectl.
+//   - Times print as ages ("3m12s ago"); -o json keeps the instants.
+//   - Commands live one group per file (<name>_command.go), as etcdctl's do.
 package main

@@ -17,6 +17,6 @@ func main() {
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", errorText(err))
 		stop()
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }

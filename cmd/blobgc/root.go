@@ -37,6 +37,7 @@ the environment as BLOBGC_<FLAG> (dashes as underscores), e.g. BLOBGC_SERVERS.`,
 	root.SetErr(stderr)
 	root.AddCommand(serverCmd(), devCmd(), benchCmd(), tokenCmd())
 	addClientCommands(root)
+	addVersion(root)
 	return root
 }
 

@@ -1061,8 +1061,17 @@ type Stats struct {
 	NodesStale     int64                  `protobuf:"varint,10,opt,name=nodes_stale,json=nodesStale,proto3" json:"nodes_stale,omitempty"`
 	ClusterTimeNs  int64                  `protobuf:"varint,11,opt,name=cluster_time_ns,json=clusterTimeNs,proto3" json:"cluster_time_ns,omitempty"`
 	AppliedIndex   uint64                 `protobuf:"varint,12,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The last GC cycle the answering server applied since it started (0 and
+	// empty when none yet: the state machine keeps only the cycles in History).
+	// Its cluster time; cluster_time_ns minus it is its age.
+	LastCycleNs int64 `protobuf:"varint,13,opt,name=last_cycle_ns,json=lastCycleNs,proto3" json:"last_cycle_ns,omitempty"`
+	// Blobs it newly marked, and blobs eligible after it.
+	LastCycleNewlyMarked int64 `protobuf:"varint,14,opt,name=last_cycle_newly_marked,json=lastCycleNewlyMarked,proto3" json:"last_cycle_newly_marked,omitempty"`
+	LastCycleEligible    int64 `protobuf:"varint,15,opt,name=last_cycle_eligible,json=lastCycleEligible,proto3" json:"last_cycle_eligible,omitempty"`
+	// Why it marked nothing, if it was held back.
+	LastCycleSkipped string `protobuf:"bytes,16,opt,name=last_cycle_skipped,json=lastCycleSkipped,proto3" json:"last_cycle_skipped,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Stats) Reset() {
@@ -1177,6 +1186,34 @@ func (x *Stats) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *Stats) GetLastCycleNs() int64 {
+	if x != nil {
+		return x.LastCycleNs
+	}
+	return 0
+}
+
+func (x *Stats) GetLastCycleNewlyMarked() int64 {
+	if x != nil {
+		return x.LastCycleNewlyMarked
+	}
+	return 0
+}
+
+func (x *Stats) GetLastCycleEligible() int64 {
+	if x != nil {
+		return x.LastCycleEligible
+	}
+	return 0
+}
+
+func (x *Stats) GetLastCycleSkipped() string {
+	if x != nil {
+		return x.LastCycleSkipped
+	}
+	return ""
 }
 
 type ListNodesRequest struct {
@@ -2788,7 +2825,7 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\x05blobs\x18\x01 \x03(\v2\x15.blobgc.v1.BlobStatusR\x05blobs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"K\n" +
 	"\x0fGetStatsRequest\x128\n" +
-	"\vconsistency\x18\x01 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\"\xff\x02\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\"\xb8\x04\n" +
 	"\x05Stats\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\x03R\x06active\x12\x16\n" +
 	"\x06pinned\x18\x02 \x01(\x03R\x06pinned\x12\"\n" +
@@ -2803,7 +2840,11 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	" \x01(\x03R\n" +
 	"nodesStale\x12&\n" +
 	"\x0fcluster_time_ns\x18\v \x01(\x03R\rclusterTimeNs\x12#\n" +
-	"\rapplied_index\x18\f \x01(\x04R\fappliedIndex\"L\n" +
+	"\rapplied_index\x18\f \x01(\x04R\fappliedIndex\x12\"\n" +
+	"\rlast_cycle_ns\x18\r \x01(\x03R\vlastCycleNs\x125\n" +
+	"\x17last_cycle_newly_marked\x18\x0e \x01(\x03R\x14lastCycleNewlyMarked\x12.\n" +
+	"\x13last_cycle_eligible\x18\x0f \x01(\x03R\x11lastCycleEligible\x12,\n" +
+	"\x12last_cycle_skipped\x18\x10 \x01(\tR\x10lastCycleSkipped\"L\n" +
 	"\x10ListNodesRequest\x128\n" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\"\xc7\x01\n" +
 	"\bNodeInfo\x12\x0e\n" +

@@ -1,0 +1,97 @@
+package cluster_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	pb "github.com/blobgc/blobgc/api/blobgc/v1"
+	"github.com/blobgc/blobgc/cluster"
+	"github.com/blobgc/blobgc/cluster/clustertest"
+)
+
+func scrapeMetrics(t *testing.T, s *cluster.Server) string {
+	t.Helper()
+	resp, err := http.Get("http://" + s.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A server alone in its process exposes raft's and raft-boltdb's metrics
+// under Prometheus conventions (checked by promlint, as promtool check
+// metrics does): snake_case, unit suffixes, _total on counters, HELP text.
+func TestRaftMetricsFollowPrometheusConventions(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 1, Configure: func(i int, cfg *cluster.Config) {
+		cfg.MetricsAddr = "127.0.0.1:0"
+	}})
+	s := c.Leader()
+	cl := c.Client(s)
+	try(cl.RegisterBlobs(ctxT(t, time.Minute), &pb.HashesRequest{Hashes: hashes(0, 5)})).must(t)
+	body := scrapeMetrics(t, s)
+	for _, want := range []string{
+		"# HELP blobgc_raft_apply_total Log entries this server's raft accepted for appending as leader.",
+		"# TYPE blobgc_raft_apply_total counter",
+		"# TYPE blobgc_raft_commit_time_seconds histogram",
+		"# TYPE blobgc_raft_state_leader_total counter",
+		"blobgc_raft_boltdb_store_logs_seconds_count",
+		"# TYPE blobgc_raft_boltdb_log_batch_size_bytes histogram",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "blobgc_") {
+			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+// Per-peer metrics name the peer in a label, never in the metric name.
+func TestRaftMetricsPeerIDsAreLabels(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(i int, cfg *cluster.Config) {
+		cfg.MetricsAddr = "127.0.0.1:0"
+	}})
+	leader := c.Leader()
+	try(c.Client(leader).RegisterBlobs(ctxT(t, time.Minute), &pb.HashesRequest{Hashes: hashes(0, 5)})).must(t)
+	c.WaitConverged()
+	// Two servers shut down: the leader is alone in the process again and
+	// shows the process-wide metrics raft gathered while replicating.
+	followers := c.Followers()
+	for _, f := range followers {
+		c.Stop(c.Index(f))
+	}
+	body := scrapeMetrics(t, leader)
+	var peerLines int
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "blobgc_raft_replication_") {
+			name := line[:strings.IndexAny(line, "{ ")]
+			for _, f := range followers {
+				if strings.Contains(name, f.ID()) {
+					t.Errorf("peer id %s in a metric name: %s", f.ID(), line)
+				}
+			}
+			if strings.Contains(line, `peer_id="`) {
+				peerLines++
+			}
+		}
+	}
+	if peerLines == 0 {
+		t.Errorf("no replication metric carries a peer_id label:\n%s", body)
+	}
+}
