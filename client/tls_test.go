@@ -16,7 +16,8 @@ import (
 func TestClusterTLS(t *testing.T) {
 	certs := testpki.WriteFiles(t, t.TempDir())
 	tc := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(_ int, c *cluster.Config) {
-		c.TLS = cluster.TLSFiles{CertFile: certs.ServerCert, KeyFile: certs.ServerKey, CAFile: certs.CA}
+		cert, key := certs.ServerFiles(t, c.ID)
+		c.TLS = cluster.TLSFiles{CertFile: cert, KeyFile: key, CAFile: certs.CA}
 	}})
 	_, fol := followers(t, tc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

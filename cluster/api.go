@@ -579,8 +579,11 @@ func (s *Server) configServer(id string) (raft.Server, bool, error) {
 }
 
 func (a *api) AddServer(ctx context.Context, req *pb.AddServerRequest) (*pb.MembersResponse, error) {
-	if req.Id == "" || req.Address == "" {
-		return nil, invalidf("id and address are required")
+	if err := ValidateServerID(req.Id); err != nil {
+		return nil, invalidf("id: %v", err)
+	}
+	if err := ValidateServerAddress(req.Address); err != nil {
+		return nil, invalidf("address: %v", err)
 	}
 	return leaderCall[pb.MembersResponse](a.s, ctx, pb.BlobGC_AddServer_FullMethodName, req, func(ctx context.Context, ss *session) (*pb.MembersResponse, error) {
 		var f raft.IndexFuture
