@@ -83,7 +83,7 @@ func startProcs(t testing.TB, n int, tm timings, extra ...string) *procCluster {
 	}
 	for _, p := range pc.procs {
 		p.args = append([]string{"server", "--id", p.id, "--data-dir", p.dir, "--listen", p.addr,
-			"--peers", strings.Join(peers, ","), "--cycle-interval=-1s", "--log-level=info"}, tm...)
+			"--peers", strings.Join(peers, ","), "--cycle-interval=-1s", "--log-level=info", "--insecure"}, tm...)
 		p.args = append(p.args, extra...)
 	}
 	t.Cleanup(pc.killAll)

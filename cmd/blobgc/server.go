@@ -4,13 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/blobgc/blobgc/auth"
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/fsm"
 )
@@ -23,7 +27,8 @@ const shutdownTimeout = 10 * time.Second
 type serverFlags struct {
 	id, dataDir, listen, advertise, peers string
 	join                                  []string
-	tlsCert, tlsKey, tlsCA                string
+	tlsCert, tlsKey, tlsCA, trustDomain   string
+	insecure                              bool
 	timings                               timingFlags
 	gc                                    gcFlags
 	metricsAddr                           string
@@ -148,15 +153,24 @@ gracefully (a leader hands leadership over first).
 
 A new cluster starts with the same --peers list on every server; a restart
 with existing data never bootstraps again. A server joins a running cluster
-with --join (any member's address) instead of --peers.`,
+with --join (any member's address) instead of --peers.
+
+TLS is required (--tls-cert, --tls-key, --tls-ca; make them with
+"blobgc tls init") unless --insecure is given. Only servers whose certificate
+names a member of the raft configuration may speak raft. SIGHUP re-reads the
+certificate, key and CA files.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config(cmd)
 			if err != nil {
 				return err
 			}
+			if f.insecure {
+				cfg.Logger.Warn("running without TLS (--insecure): anyone who can reach " + cfg.ListenAddr + " can act as a raft peer or client")
+			}
 			return runServers(cmd.Context(), cmd.ErrOrStderr(), []cluster.Config{cfg}, func(ss []*cluster.Server) {
 				cfg.Logger.Info("serving", "id", ss[0].ID(), "addr", ss[0].Addr(), "metrics", ss[0].MetricsAddr())
+				go reloadOnSIGHUP(cmd.Context(), ss[0])
 			})
 		},
 	}
@@ -170,6 +184,8 @@ with --join (any member's address) instead of --peers.`,
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) for peers and client certificates")
+	fs.StringVar(&f.trustDomain, "trust-domain", auth.DefaultTrustDomain, "trust domain of the identities in certificates (spiffe://<trust-domain>/server/<id>)")
+	fs.BoolVar(&f.insecure, "insecure", false, "run without TLS: anyone who reaches the port can act as a raft peer or client (testing only)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port for HTTP /metrics (empty: off)")
 	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "fault injection: offset added to every wall-clock reading of this server (stamped wall times, log times); cluster time is unaffected")
 	fs.StringVar(&f.clockSkewFile, "clock-skew-file", "", `fault injection: file whose skew ("DURATION" or "ID=DURATION" lines) is added to --clock-skew; re-read when it changes, so the wall clock jumps at runtime`)
@@ -186,6 +202,12 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	}
 	if f.dataDir == "" {
 		return c, fmt.Errorf("--data-dir is required")
+	}
+	if err := cluster.ValidateServerID(f.id); err != nil {
+		return c, fmt.Errorf("--id: %v", err)
+	}
+	if f.tlsCert == "" && f.tlsKey == "" && f.tlsCA == "" && !f.insecure {
+		return c, fmt.Errorf("no TLS: give --tls-cert, --tls-key and --tls-ca (see blobgc tls init), or --insecure to run without")
 	}
 	peers, err := cluster.ParsePeers(f.peers)
 	if err != nil {
@@ -207,6 +229,7 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 		ID: f.id, DataDir: f.dataDir, ListenAddr: f.listen, AdvertiseAddr: f.advertise,
 		Peers: peers, Join: f.join,
 		TLS:         cluster.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, CAFile: f.tlsCA},
+		TrustDomain: f.trustDomain,
 		GC:          gc,
 		MetricsAddr: f.metricsAddr,
 		Logger:      log,
@@ -214,6 +237,21 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	}
 	f.timings.apply(&c)
 	return c, nil
+}
+
+// reloadOnSIGHUP re-reads s's TLS files on every SIGHUP until ctx ends.
+func reloadOnSIGHUP(ctx context.Context, s *cluster.Server) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			_ = s.Reload() // logged by Reload
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // runServers creates and starts a server for each config, calls started (if

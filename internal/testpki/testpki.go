@@ -1,21 +1,15 @@
 // Package testpki makes throw-away certificate authorities and certificates
-// for tests of blobgc's TLS and mTLS paths, in memory or as PEM files.
+// for tests of blobgc's TLS and mTLS paths, in memory or as PEM files, with
+// the blobgc identities of package auth (which does the issuing).
 package testpki
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,47 +21,17 @@ type CA struct {
 	Cert *x509.Certificate
 	Key  *ecdsa.PrivateKey
 	Pool *x509.CertPool // holds just Cert
-}
-
-var serial atomic.Int64
-
-func newKey(tb testing.TB) *ecdsa.PrivateKey {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return key
-}
-
-func template(name string) *x509.Certificate {
-	return &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
+	ca   *auth.CA
 }
 
 // NewCA creates a self-signed CA named name.
 func NewCA(tb testing.TB, name string) *CA {
 	tb.Helper()
-	key := newKey(tb)
-	tmpl := template(name)
-	tmpl.IsCA = true
-	tmpl.KeyUsage = x509.KeyUsageCertSign
-	tmpl.BasicConstraintsValid = true
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ca, err := auth.NewCA(name, time.Now().Add(24*time.Hour))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &CA{Cert: cert, Key: key, Pool: pool}
+	return &CA{Cert: ca.Cert, Key: ca.Key, Pool: ca.Pool(), ca: ca}
 }
 
 // Spec describes a certificate to issue.
@@ -83,25 +47,26 @@ type Spec struct {
 // IssueSpec signs a certificate as spec describes.
 func (ca *CA) IssueSpec(tb testing.TB, spec Spec) tls.Certificate {
 	tb.Helper()
-	key := newKey(tb)
-	tmpl := template(spec.Name)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	tmpl.URIs = spec.URIs
-	if !spec.NotAfter.IsZero() {
-		tmpl.NotAfter = spec.NotAfter
-		tmpl.NotBefore = spec.NotAfter.Add(-48 * time.Hour)
+	s := auth.CertSpec{CommonName: spec.Name, Serving: spec.Serving, URIs: spec.URIs, NotAfter: spec.NotAfter}
+	if s.NotAfter.IsZero() {
+		s.NotAfter = time.Now().Add(24 * time.Hour)
+	} else {
+		s.NotBefore = s.NotAfter.Add(-48 * time.Hour)
 	}
 	if spec.Serving {
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.DNSNames = []string{"localhost", spec.Name}
+		s.IPs = []net.IP{net.IPv4(127, 0, 0, 1)}
+		s.DNSNames = []string{"localhost", spec.Name}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	return ca.issue(tb, s)
+}
+
+func (ca *CA) issue(tb testing.TB, s auth.CertSpec) tls.Certificate {
+	tb.Helper()
+	c, err := ca.ca.Issue(s)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return c
 }
 
 // Issue signs a certificate for name that names no identity. Every
@@ -118,14 +83,14 @@ func (ca *CA) Issue(tb testing.TB, name string, server bool) tls.Certificate {
 // on 127.0.0.1, localhost and id.
 func (ca *CA) Server(tb testing.TB, trustDomain, id string) tls.Certificate {
 	tb.Helper()
-	return ca.IssueSpec(tb, Spec{Name: id, Serving: true, URIs: []*url.URL{auth.ServerIdentity(trustDomain, id).URI()}})
+	return ca.issue(tb, auth.ServerSpec(trustDomain, id, []string{"localhost", "127.0.0.1"}, time.Now().Add(24*time.Hour)))
 }
 
 // Client signs the certificate of a client named name holding role in
 // trustDomain.
 func (ca *CA) Client(tb testing.TB, trustDomain string, role auth.Role, name string) tls.Certificate {
 	tb.Helper()
-	return ca.IssueSpec(tb, Spec{Name: name, URIs: []*url.URL{auth.ClientIdentity(trustDomain, role, name).URI()}})
+	return ca.issue(tb, auth.ClientSpec(trustDomain, role, name, time.Now().Add(24*time.Hour)))
 }
 
 // Files names PEM files written by WriteFiles.
@@ -150,8 +115,11 @@ func WriteFiles(tb testing.TB, dir string) Files {
 		ClientCert: filepath.Join(dir, "client.pem"), ClientKey: filepath.Join(dir, "client-key.pem"),
 		Pool: ca.Pool, Authority: ca, dir: dir,
 	}
-	writePEM(tb, f.CA, "CERTIFICATE", ca.Cert.Raw)
-	writePEM(tb, f.OtherCA, "CERTIFICATE", other.Cert.Raw)
+	for path, cert := range map[string]*x509.Certificate{f.CA: ca.Cert, f.OtherCA: other.Cert} {
+		if err := auth.WriteCertPEM(path, cert); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	f.ServerCert, f.ServerKey = f.ServerFiles(tb, "s1")
 	WriteCert(tb, ca.Client(tb, auth.DefaultTrustDomain, auth.RoleAdmin, "test"), f.ClientCert, f.ClientKey)
 	return f
@@ -170,17 +138,7 @@ func (f Files) ServerFiles(tb testing.TB, id string) (certFile, keyFile string) 
 // WriteCert writes c's certificate and key as PEM files.
 func WriteCert(tb testing.TB, c tls.Certificate, certFile, keyFile string) {
 	tb.Helper()
-	kd, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	writePEM(tb, certFile, "CERTIFICATE", c.Certificate[0])
-	writePEM(tb, keyFile, "EC PRIVATE KEY", kd)
-}
-
-func writePEM(tb testing.TB, path, typ string, der []byte) {
-	tb.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+	if err := auth.WriteCertFiles(c, certFile, keyFile); err != nil {
 		tb.Fatal(err)
 	}
 }
