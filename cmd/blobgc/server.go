@@ -165,7 +165,7 @@ certificate, key and CA files.`,
 			if err != nil {
 				return err
 			}
-			if f.insecure {
+			if cfg.TLS == (cluster.TLSFiles{}) {
 				cfg.Logger.Warn("running without TLS (--insecure): anyone who can reach " + cfg.ListenAddr + " can act as a raft peer or client")
 			}
 			return runServers(cmd.Context(), cmd.ErrOrStderr(), []cluster.Config{cfg}, func(ss []*cluster.Server) {
