@@ -57,10 +57,20 @@ func (m *memberCache) admits(r *raft.Raft, id raft.ServerID) bool {
 	return ids[id] || len(ids) == 0
 }
 
+// verifiedCert returns the caller's certificate if TLS verified it against
+// the cluster CA.
+func verifiedCert(ctx context.Context) *x509.Certificate {
+	cert, _ := transport.PeerCertificate(ctx)
+	return cert
+}
+
+// trustDomain is the trust domain of this cluster's identities.
+func (s *Server) trustDomain() string { return s.cfg.TrustDomain }
+
 // authorizePeer is the transport.Authorizer of this server: the raft id a
 // verified certificate speaks for, if it is a peer.
 func (s *Server) authorizePeer(cert *x509.Certificate) (raft.ServerID, error) {
-	id, err := auth.FromCertificate(cert, s.cfg.TrustDomain)
+	id, err := auth.FromCertificate(cert, s.trustDomain())
 	if err != nil {
 		return "", err
 	}
@@ -77,8 +87,8 @@ func (s *Server) authorizePeer(cert *x509.Certificate) (raft.ServerID, error) {
 // presented a verified server certificate of a current member (see
 // authorizePeer). Callers without TLS are never peers.
 func (s *Server) peerIdentity(ctx context.Context) (id string, ok bool) {
-	cert, ok := transport.PeerCertificate(ctx)
-	if !ok {
+	cert := verifiedCert(ctx)
+	if cert == nil {
 		return "", false
 	}
 	sid, err := s.authorizePeer(cert)
@@ -88,11 +98,11 @@ func (s *Server) peerIdentity(ctx context.Context) (id string, ok bool) {
 // verifyServer checks, while dialing raft server id, that the certificate
 // the peer answered with names that server.
 func (s *Server) verifyServer(id raft.ServerID, cert *x509.Certificate) error {
-	got, err := auth.FromCertificate(cert, s.cfg.TrustDomain)
+	got, err := auth.FromCertificate(cert, s.trustDomain())
 	if err != nil {
 		return err
 	}
-	if want := auth.ServerIdentity(s.cfg.TrustDomain, string(id)); got != want {
+	if want := auth.ServerIdentity(s.trustDomain(), string(id)); got != want {
 		return fmt.Errorf("certificate names %s, want %s", got, want)
 	}
 	return nil

@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -170,7 +167,7 @@ certificate, key and CA files.`,
 			}
 			return runServers(cmd.Context(), cmd.ErrOrStderr(), []cluster.Config{cfg}, func(ss []*cluster.Server) {
 				cfg.Logger.Info("serving", "id", ss[0].ID(), "addr", ss[0].Addr(), "metrics", ss[0].MetricsAddr())
-				go reloadOnSIGHUP(cmd.Context(), ss[0])
+				reloadOnSIGHUP(cmd.Context(), ss[0])
 			})
 		},
 	}
@@ -237,21 +234,6 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	}
 	f.timings.apply(&c)
 	return c, nil
-}
-
-// reloadOnSIGHUP re-reads s's TLS files on every SIGHUP until ctx ends.
-func reloadOnSIGHUP(ctx context.Context, s *cluster.Server) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-hup:
-			_ = s.Reload() // logged by Reload
-		case <-ctx.Done():
-			return
-		}
-	}
 }
 
 // runServers creates and starts a server for each config, calls started (if

@@ -78,6 +78,21 @@ func (ca *CA) Issue(tb testing.TB, name string, server bool) tls.Certificate {
 	return ca.IssueSpec(tb, Spec{Name: name, Serving: server})
 }
 
+// IssueURI is Issue with uri, if not empty, as the certificate's URI SAN
+// (a blobgc identity such as spiffe://blobgc/server/s1).
+func (ca *CA) IssueURI(tb testing.TB, name string, server bool, uri string) tls.Certificate {
+	tb.Helper()
+	spec := Spec{Name: name, Serving: server}
+	if uri != "" {
+		u, err := url.Parse(uri)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		spec.URIs = []*url.URL{u}
+	}
+	return ca.IssueSpec(tb, spec)
+}
+
 // Server signs the certificate of raft server id in trustDomain: its
 // identity spiffe://<trustDomain>/server/<id> as URI SAN, valid for serving
 // on 127.0.0.1, localhost and id.
@@ -97,7 +112,7 @@ func (ca *CA) Client(tb testing.TB, trustDomain string, role auth.Role, name str
 type Files struct {
 	CA                    string // the CA certificate
 	ServerCert, ServerKey string // server "s1" in the default trust domain
-	ClientCert, ClientKey string // the admin client "test" in the default trust domain
+	ClientCert, ClientKey string // the admin client "client": spiffe://blobgc/admin/client
 	OtherCA               string // a CA that signed none of these
 	Pool                  *x509.CertPool
 	Authority             *CA // the CA itself, to issue more
@@ -121,7 +136,7 @@ func WriteFiles(tb testing.TB, dir string) Files {
 		}
 	}
 	f.ServerCert, f.ServerKey = f.ServerFiles(tb, "s1")
-	WriteCert(tb, ca.Client(tb, auth.DefaultTrustDomain, auth.RoleAdmin, "test"), f.ClientCert, f.ClientKey)
+	WriteCert(tb, ca.Client(tb, auth.DefaultTrustDomain, auth.RoleAdmin, "client"), f.ClientCert, f.ClientKey)
 	return f
 }
 
@@ -132,6 +147,16 @@ func (f Files) ServerFiles(tb testing.TB, id string) (certFile, keyFile string) 
 	certFile = filepath.Join(f.dir, "server-"+id+".pem")
 	keyFile = filepath.Join(f.dir, "server-"+id+"-key.pem")
 	WriteCert(tb, f.Authority.Server(tb, auth.DefaultTrustDomain, id), certFile, keyFile)
+	return certFile, keyFile
+}
+
+// WriteIdentity writes a certificate of the same CA for a blobgc identity
+// URI (a server one when server is set) and returns its PEM files.
+func (f Files) WriteIdentity(tb testing.TB, name string, server bool, uri string) (certFile, keyFile string) {
+	tb.Helper()
+	certFile = filepath.Join(f.dir, name+".pem")
+	keyFile = filepath.Join(f.dir, name+"-key.pem")
+	WriteCert(tb, f.Authority.IssueURI(tb, name, server, uri), certFile, keyFile)
 	return certFile, keyFile
 }
 
