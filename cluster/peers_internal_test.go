@@ -15,27 +15,33 @@ import (
 	"github.com/blobgc/blobgc/internal/testpki"
 )
 
-// peerIdentity, the check handlers use for calls that only peers may make,
-// names the member a verified server certificate belongs to, and nobody
-// else.
-func TestPeerIdentity(t *testing.T) {
-	files := testpki.WriteFiles(t, t.TempDir())
+// startTLSServer starts server s1, alone in its configuration, with TLS.
+func startTLSServer(tb testing.TB) (*Server, testpki.Files, net.Listener) {
+	files := testpki.WriteFiles(tb, tb.TempDir())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	s, err := New(Config{
-		ID: "s1", DataDir: t.TempDir(), Listener: lis, CycleInterval: -1,
+		ID: "s1", DataDir: tb.TempDir(), Listener: lis, CycleInterval: -1,
 		Peers: []Peer{{ID: "s1", Address: lis.Addr().String()}},
 		TLS:   TLSFiles{CertFile: files.ServerCert, KeyFile: files.ServerKey, CAFile: files.CA},
 	})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer s.Close()
+	tb.Cleanup(func() { s.Close() })
 	if err := s.Start(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return s, files, lis
+}
+
+// peerIdentity, the check handlers use for calls that only peers may make,
+// names the member a verified server certificate belongs to, and nobody
+// else.
+func TestPeerIdentity(t *testing.T) {
+	s, files, lis := startTLSServer(t)
 	withCert := func(c tls.Certificate) context.Context {
 		leaf, err := x509.ParseCertificate(c.Certificate[0])
 		if err != nil {
@@ -65,6 +71,31 @@ func TestPeerIdentity(t *testing.T) {
 	} {
 		if id, ok := s.peerIdentity(ctx); ok {
 			t.Errorf("%s: a peer (%q)", name, id)
+		}
+	}
+}
+
+// BenchmarkAuthorizePeer is the peer check every raft request and every
+// pipelined message makes: a member's certificate against the cached
+// configuration.
+func BenchmarkAuthorizePeer(b *testing.B) {
+	s, files, _ := startTLSServer(b)
+	c := files.Authority.Server(b, auth.DefaultTrustDomain, "s1")
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); s.raft.GetConfiguration().Configuration().Servers == nil; {
+		if time.Now().After(deadline) {
+			b.Fatal("no configuration after bootstrap")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.authorizePeer(leaf); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
