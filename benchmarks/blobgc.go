@@ -25,7 +25,7 @@ func startBlobgc(bin, dir string, basePort int, extra []string) (*blobgcCluster,
 	}
 	for i, addr := range bc.addrs {
 		args := []string{"server", "--id", fmt.Sprintf("s%d", i+1), "--data-dir", fmt.Sprintf("%s/s%d", dir, i+1),
-			"--listen", addr, "--peers", strings.Join(peers, ","), "--cycle-interval=-1s"}
+			"--listen", addr, "--peers", strings.Join(peers, ","), "--cycle-interval=-1s", "--insecure"}
 		bc.add(fmt.Sprintf("s%d", i+1), bin, append(args, extra...)...)
 	}
 	if err := bc.startAll(dir); err != nil {

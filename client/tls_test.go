@@ -21,7 +21,7 @@ import (
 // identities, and tokenFile as their token file if not empty.
 func startTLSCluster(t *testing.T, certs testpki.Files, tokenFile string) *clustertest.Cluster {
 	return clustertest.Start(t, clustertest.Options{N: 3, Configure: func(_ int, c *cluster.Config) {
-		cert, key := certs.WriteIdentity(t, c.ID, true, "spiffe://blobgc/server/"+c.ID)
+		cert, key := certs.ServerFiles(t, c.ID)
 		c.TLS = cluster.TLSFiles{CertFile: cert, KeyFile: key, CAFile: certs.CA}
 		c.TokenFile = tokenFile
 	}})

@@ -592,8 +592,11 @@ func (s *Server) configServer(id string) (raft.Server, bool, error) {
 }
 
 func (a *api) AddServer(ctx context.Context, req *pb.AddServerRequest) (*pb.MembersResponse, error) {
-	if req.Id == "" || req.Address == "" {
-		return nil, invalidf("id and address are required")
+	if err := ValidateServerID(req.Id); err != nil {
+		return nil, invalidf("id: %v", err)
+	}
+	if err := ValidateServerAddress(req.Address); err != nil {
+		return nil, invalidf("address: %v", err)
 	}
 	if err := a.s.mayAddServer(ctx, req.Id); err != nil {
 		return nil, err

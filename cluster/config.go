@@ -1,17 +1,15 @@
 package cluster
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/blobgc/blobgc/auth"
 	"github.com/blobgc/blobgc/fsm"
 	"github.com/blobgc/blobgc/transport"
 )
@@ -59,8 +57,9 @@ type Config struct {
 	// with (package auth describes the format); ReloadTokens re-reads it.
 	// With neither a token file nor TLS every caller is auth.Anonymous.
 	TokenFile string
-	// TrustDomain of the identities in certificates; default
-	// auth.DefaultTrustDomain.
+	// TrustDomain is the trust domain of the identities in certificates
+	// (spiffe://<TrustDomain>/server/<id>, spiffe://<TrustDomain>/<role>/<name>);
+	// default auth.DefaultTrustDomain.
 	TrustDomain string
 
 	// Raft timings; 0 = the LAN defaults above. LeaderLeaseTimeout is capped
@@ -107,6 +106,16 @@ type TLSFiles struct {
 // Peer is one member of the static bootstrap configuration.
 type Peer struct{ ID, Address string }
 
+func validatePeer(p Peer) error {
+	if err := ValidateServerID(p.ID); err != nil {
+		return err
+	}
+	if err := ValidateServerAddress(p.Address); err != nil {
+		return fmt.Errorf("server %q: %v", p.ID, err)
+	}
+	return nil
+}
+
 // ParsePeers parses "id1=host:port,id2=host:port,...". Ids and addresses must
 // be unique.
 func ParsePeers(s string) ([]Peer, error) {
@@ -124,8 +133,8 @@ func ParsePeers(s string) ([]Peer, error) {
 		if !ok || id == "" || addr == "" {
 			return nil, fmt.Errorf("peer %d %q: want id=host:port", i+1, part)
 		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("peer %q: address %q: %v", id, addr, err)
+		if err := validatePeer(Peer{ID: id, Address: addr}); err != nil {
+			return nil, err
 		}
 		if ids[id] {
 			return nil, fmt.Errorf("peer id %q listed twice", id)
@@ -171,11 +180,17 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
 	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = auth.DefaultTrustDomain
+	}
 }
 
 func (c *Config) validate() error {
 	if c.ID == "" {
 		return errors.New("cluster: ID is required")
+	}
+	if err := ValidateServerID(c.ID); err != nil {
+		return fmt.Errorf("cluster: ID: %v", err)
 	}
 	if c.DataDir == "" {
 		return errors.New("cluster: DataDir is required")
@@ -188,8 +203,8 @@ func (c *Config) validate() error {
 	}
 	seen := map[string]bool{}
 	for _, p := range c.Peers {
-		if p.ID == "" || p.Address == "" {
-			return fmt.Errorf("cluster: peer %+v: id and address are required", p)
+		if err := validatePeer(p); err != nil {
+			return fmt.Errorf("cluster: peer: %v", err)
 		}
 		if seen[p.ID] {
 			return fmt.Errorf("cluster: peer id %q listed twice", p.ID)
@@ -217,38 +232,4 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
-}
-
-// tlsConfigs loads the server and client (peer dialing) TLS configurations;
-// both are nil for plaintext.
-func (t TLSFiles) tlsConfigs() (server, client *tls.Config, err error) {
-	if t.CertFile == "" {
-		return nil, nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: load TLS key pair: %w", err)
-	}
-	caPEM, err := os.ReadFile(t.CAFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: read CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, nil, fmt.Errorf("cluster: CA file %s holds no PEM certificate", t.CAFile)
-	}
-	server = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		// API clients may connect without a certificate; the raft service
-		// refuses callers without one (transport.RequirePeerCert).
-		ClientAuth: tls.VerifyClientCertIfGiven,
-		MinVersion: tls.VersionTLS12,
-	}
-	client = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		MinVersion:   tls.VersionTLS12,
-	}
-	return server, client, nil
 }

@@ -13,6 +13,22 @@
 // bootstraps the identical configuration; otherwise it restarts from disk, or
 // joins by asking any member to add it (followers forward that to the leader).
 //
+// # Peers
+//
+// With TLS (Config.TLS), only a member's server certificate may speak raft:
+// one from the cluster CA whose URI SAN is spiffe://<TrustDomain>/server/<id>
+// with id in the current raft configuration (any server identity while this
+// server's configuration is empty, so a fresh server can be added), and the
+// raft source of every request must be that id (package transport). The
+// membership is cached, re-read when a certificate names an id it lacks and
+// every second, so a removed server loses access within a second. Dialing a
+// peer, the server checks that the certificate names the server meant.
+// peerIdentity gives handlers the same check. AddServer, Config.ID and
+// Config.Peers accept only ids that fit an identity (auth.ValidName) and
+// host:port addresses. Reload re-reads the certificate, key and CA files;
+// new handshakes use them. Without TLS anyone who reaches the port is a
+// peer: `blobgc server` runs so only with --insecure.
+//
 // # Leadership sessions and the cluster clock
 //
 // Raft's NotifyCh (buffered, drained by one goroutine, so raft never blocks)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -45,7 +46,9 @@ type Server struct {
 	lis       net.Listener
 	grpc      *grpc.Server
 	health    *health.Server
-	addr      string // advertised
+	addr      string         // advertised
+	tls       *reloadableTLS // nil: plaintext
+	peerIDs   memberCache    // cached raft membership for the peer check
 
 	conns       *connCache
 	reports     inflight
@@ -116,9 +119,12 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}()
 
-	serverTLS, clientTLS, err := cfg.TLS.tlsConfigs()
-	if err != nil {
+	if s.tls, err = loadTLS(cfg.TLS); err != nil {
 		return nil, err
+	}
+	var serverTLS, clientTLS *tls.Config
+	if s.tls != nil {
+		serverTLS, clientTLS = s.tls.serverConfig(), s.tls.clientConfig()
 	}
 	s.conns = newConnCache(clientTLS)
 	closers = append(closers, s.conns.closeAll)
@@ -160,10 +166,11 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 
 	s.trans, err = transport.New(transport.Config{
-		LocalAddr: raft.ServerAddress(s.addr),
-		LocalID:   raft.ServerID(cfg.ID),
-		TLS:       clientTLS,
-		Logger:    s.log.Named("transport"),
+		LocalAddr:    raft.ServerAddress(s.addr),
+		LocalID:      raft.ServerID(cfg.ID),
+		TLS:          clientTLS,
+		VerifyServer: s.verifyServer,
+		Logger:       s.log.Named("transport"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: transport: %w", err)
@@ -202,7 +209,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.audit = s.log.Named("audit")
-	s.grpc = grpc.NewServer(append(transport.ServerOptions(0, serverTLS),
+	s.grpc = grpc.NewServer(append(append(transport.ServerOptions(0, serverTLS), s.peerOptions()...),
 		grpc.ChainUnaryInterceptor(s.authUnary, s.leaderHeaderInterceptor),
 		grpc.ChainStreamInterceptor(s.authStream))...)
 	s.trans.Register(s.grpc)
@@ -476,11 +483,16 @@ func (s *Server) hasOtherVoters() bool {
 }
 
 // watchLeadership drains raft's NotifyCh (raft blocks while it is full) and
-// starts or ends the leader session.
+// starts or ends the leader session. It also refreshes the cached
+// membership of the peer check.
 func (s *Server) watchLeadership() {
 	defer s.wg.Done()
+	refresh := time.NewTicker(memberRefresh)
+	defer refresh.Stop()
 	for {
 		select {
+		case <-refresh.C:
+			s.peerIDs.refresh(s.raft)
 		case leader := <-s.notifyCh:
 			s.endSession()
 			if leader {

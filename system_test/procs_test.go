@@ -58,6 +58,8 @@ type procCluster struct {
 	t     testing.TB
 	procs []*proc
 	mu    sync.Mutex
+	// clientOpts are added to every client of the cluster (TLS).
+	clientOpts []client.Option
 }
 
 func freeAddr(t testing.TB) string {
@@ -70,8 +72,16 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// startProcs starts n server processes bootstrapping one cluster.
+// startProcs starts n server processes bootstrapping one cluster, without
+// TLS.
 func startProcs(t testing.TB, n int, tm timings, extra ...string) *procCluster {
+	t.Helper()
+	return startProcsWith(t, n, tm, func(*proc) []string { return append([]string{"--insecure"}, extra...) })
+}
+
+// startProcsWith starts n server processes bootstrapping one cluster, each
+// with the extra flags argsOf gives it.
+func startProcsWith(t testing.TB, n int, tm timings, argsOf func(*proc) []string) *procCluster {
 	t.Helper()
 	pc := &procCluster{t: t}
 	var peers []string
@@ -84,7 +94,7 @@ func startProcs(t testing.TB, n int, tm timings, extra ...string) *procCluster {
 	for _, p := range pc.procs {
 		p.args = append([]string{"server", "--id", p.id, "--data-dir", p.dir, "--listen", p.addr,
 			"--peers", strings.Join(peers, ","), "--cycle-interval=-1s", "--log-level=info"}, tm...)
-		p.args = append(p.args, extra...)
+		p.args = append(p.args, argsOf(p)...)
 	}
 	t.Cleanup(pc.killAll)
 	for i := range pc.procs {
@@ -190,7 +200,7 @@ func (pc *procCluster) newClient(addrs ...string) *client.Client {
 	if len(addrs) == 0 {
 		addrs = pc.addrs()
 	}
-	c, err := client.New(addrs, client.WithBackoff(5*time.Millisecond, 100*time.Millisecond))
+	c, err := client.New(addrs, append([]client.Option{client.WithBackoff(5*time.Millisecond, 100*time.Millisecond)}, pc.clientOpts...)...)
 	if err != nil {
 		pc.t.Fatal(err)
 	}

@@ -65,13 +65,28 @@
 // certificate. The shared server uses tls.VerifyClientCertIfGiven, so API
 // clients may connect without a certificate, and RequirePeerCert's
 // interceptors admit only callers with a certificate verified by the cluster
-// CA to the Raft service.
+// CA to the Raft service. Who is a peer is the Authorizer's decision; in
+// blobgc a peer is a certificate whose one URI SAN is the server identity
+// spiffe://<trust-domain>/server/<id> (package auth), in the server's trust
+// domain, with an id in the current raft configuration (any server
+// identity while this server's configuration is empty: a fresh server
+// waiting to be added). A client certificate from the same CA is not a
+// peer. Every request must also name, in its raft RPC header, the source id
+// its certificate names, so a member cannot speak as another; each message
+// of a pipeline stream is checked again, so a stream does not outlive its
+// sender's membership. Refusals are Unauthenticated (no verified
+// certificate) or PermissionDenied, and reach raft never.
+//
+// Dialing, Config.VerifyServer checks the certificate the dialed address
+// answers with against the raft id raft meant, during the handshake, so no
+// request is sent to the wrong server.
 //
 // Every call names the raft ID it is meant for, and a transport with a
 // LocalID refuses calls meant for another server: raft never checks who
 // answers, and an address can come to point at a different server (a
 // restarted container that was given another's old IP). The caller then
 // drops its connections to that address, so the next call resolves it anew.
+// A failed identity check while dialing does the same.
 //
 // Faults wraps transports of a test cluster with a shared table of
 // partitions, black holes, delays and drop rates between addresses.

@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"strings"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/blobgc/blobgc/transport/transportpb"
@@ -64,38 +62,43 @@ var raftServicePrefix = "/" + pb.Raft_ServiceDesc.ServiceName + "/"
 // (Unauthenticated) from callers that did not present a client certificate
 // verified against the server's ClientCAs, and leave every other service
 // alone. authorize, if non-nil, may refuse a verified certificate
-// (PermissionDenied), for example to check its SAN against the member list.
-// They only make sense on a server with TLS credentials whose ClientAuth
-// verifies given certificates (VerifyClientCertIfGiven or stricter).
-func RequirePeerCert(authorize func(cert *x509.Certificate) error) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	check := func(ctx context.Context, method string) error {
+// (PermissionDenied), for example because it names no member of the
+// configuration; the transport then also refuses every request whose raft
+// RPC header names another source than the server id authorize returned,
+// checking each message of a stream again. They only make sense on a server
+// with TLS credentials whose ClientAuth verifies given certificates
+// (VerifyClientCertIfGiven or stricter).
+func RequirePeerCert(authorize Authorizer) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	check := func(ctx context.Context, method string) (context.Context, error) {
 		if !strings.HasPrefix(method, raftServicePrefix) {
-			return nil
+			return ctx, nil
 		}
-		p, ok := peer.FromContext(ctx)
+		cert, ok := PeerCertificate(ctx)
 		if !ok {
-			return status.Error(codes.Unauthenticated, "transport: raft service requires a peer certificate")
+			return nil, status.Error(codes.Unauthenticated, "transport: raft service requires a peer certificate from the cluster CA")
 		}
-		info, ok := p.AuthInfo.(credentials.TLSInfo)
-		if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-			return status.Error(codes.Unauthenticated, "transport: raft service requires a peer certificate from the cluster CA")
+		if authorize == nil {
+			return ctx, nil
 		}
-		if authorize != nil {
-			if err := authorize(info.State.VerifiedChains[0][0]); err != nil {
-				return status.Errorf(codes.PermissionDenied, "transport: peer certificate refused: %v", err)
-			}
+		if _, err := authorize(cert); err != nil {
+			return nil, status.Errorf(codes.PermissionDenied, "transport: peer certificate refused: %v", err)
 		}
-		return nil
+		return context.WithValue(ctx, authorizedPeerKey{}, authorizedPeer{cert: cert, authorize: authorize}), nil
 	}
 	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := check(ctx, info.FullMethod); err != nil {
+		ctx, err := check(ctx, info.FullMethod)
+		if err != nil {
 			return nil, err
 		}
 		return handler(ctx, req)
 	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := check(ss.Context(), info.FullMethod); err != nil {
+		ctx, err := check(ss.Context(), info.FullMethod)
+		if err != nil {
 			return err
+		}
+		if ctx != ss.Context() {
+			ss = peerStream{ServerStream: ss, ctx: ctx}
 		}
 		return handler(srv, ss)
 	}

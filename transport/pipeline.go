@@ -26,7 +26,7 @@ func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAd
 	if t.cfg.MaxInFlight < 2 {
 		return nil, raft.ErrPipelineReplicationNotSupported
 	}
-	pc, err := t.peer(target)
+	pc, err := t.peer(id, target)
 	if err != nil {
 		return nil, err
 	}

@@ -93,11 +93,11 @@ func unexpectedResponse(r any) error {
 
 // AppendEntries implements pb.RaftServer for t.
 func (s *raftServer) AppendEntries(ctx context.Context, req *pb.AppendEntriesRequest) (*pb.AppendEntriesResponse, error) {
-	if err := s.t.checkTarget(ctx); err != nil {
-		return nil, err
-	}
 	t := s.t
 	cmd := decodeAppendEntriesRequest(req)
+	if err := t.checkCall(ctx, cmd.RPCHeader); err != nil {
+		return nil, err
+	}
 	hb := isHeartbeat(cmd)
 	if hb {
 		t.metrics.served1(rpcHeartbeat)
@@ -126,12 +126,13 @@ func appendEntriesAnswer(resp raft.RPCResponse) (*pb.AppendEntriesResponse, erro
 
 // RequestVote implements pb.RaftServer for t.
 func (s *raftServer) RequestVote(ctx context.Context, req *pb.RequestVoteRequest) (*pb.RequestVoteResponse, error) {
-	if err := s.t.checkTarget(ctx); err != nil {
+	t := s.t
+	cmd := decodeRequestVoteRequest(req)
+	if err := t.checkCall(ctx, cmd.RPCHeader); err != nil {
 		return nil, err
 	}
-	t := s.t
 	t.metrics.served1(rpcRequestVote)
-	resp, err := t.call(ctx, decodeRequestVoteRequest(req), nil, false)
+	resp, err := t.call(ctx, cmd, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -149,12 +150,13 @@ func (s *raftServer) RequestVote(ctx context.Context, req *pb.RequestVoteRequest
 
 // RequestPreVote implements pb.RaftServer for t.
 func (s *raftServer) RequestPreVote(ctx context.Context, req *pb.RequestPreVoteRequest) (*pb.RequestPreVoteResponse, error) {
-	if err := s.t.checkTarget(ctx); err != nil {
+	t := s.t
+	cmd := decodeRequestPreVoteRequest(req)
+	if err := t.checkCall(ctx, cmd.RPCHeader); err != nil {
 		return nil, err
 	}
-	t := s.t
 	t.metrics.served1(rpcRequestPreVote)
-	resp, err := t.call(ctx, decodeRequestPreVoteRequest(req), nil, false)
+	resp, err := t.call(ctx, cmd, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -172,12 +174,13 @@ func (s *raftServer) RequestPreVote(ctx context.Context, req *pb.RequestPreVoteR
 
 // TimeoutNow implements pb.RaftServer for t.
 func (s *raftServer) TimeoutNow(ctx context.Context, req *pb.TimeoutNowRequest) (*pb.TimeoutNowResponse, error) {
-	if err := s.t.checkTarget(ctx); err != nil {
+	t := s.t
+	cmd := decodeTimeoutNowRequest(req)
+	if err := t.checkCall(ctx, cmd.RPCHeader); err != nil {
 		return nil, err
 	}
-	t := s.t
 	t.metrics.served1(rpcTimeoutNow)
-	resp, err := t.call(ctx, decodeTimeoutNowRequest(req), nil, false)
+	resp, err := t.call(ctx, cmd, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -197,10 +200,10 @@ func (s *raftServer) TimeoutNow(ctx context.Context, req *pb.TimeoutNowRequest) 
 // rpc.Reader, which pulls chunks from the stream and enforces the declared
 // size both ways.
 func (s *raftServer) InstallSnapshot(stream grpc.ClientStreamingServer[pb.InstallSnapshotChunk, pb.InstallSnapshotResponse]) error {
-	if err := s.t.checkTarget(stream.Context()); err != nil {
+	t := s.t
+	if err := t.checkTarget(stream.Context()); err != nil {
 		return err
 	}
-	t := s.t
 	first, err := stream.Recv()
 	if err != nil {
 		return err
@@ -211,8 +214,11 @@ func (s *raftServer) InstallSnapshot(stream grpc.ClientStreamingServer[pb.Instal
 	if first.Meta.Size < 0 {
 		return status.Errorf(codes.InvalidArgument, "transport: negative snapshot size %d", first.Meta.Size)
 	}
-	t.metrics.served1(rpcInstallSnapshot)
 	cmd := decodeInstallSnapshotRequest(first.Meta)
+	if err := checkSource(stream.Context(), cmd.RPCHeader); err != nil {
+		return err
+	}
+	t.metrics.served1(rpcInstallSnapshot)
 	r := &snapshotReader{stream: stream, remaining: cmd.Size, buf: first.Data}
 	if int64(len(r.buf)) > r.remaining {
 		return status.Errorf(codes.InvalidArgument, "transport: snapshot data longer than its size %d", cmd.Size)
@@ -314,8 +320,12 @@ func (s *raftServer) AppendEntriesPipeline(stream grpc.BidiStreamingServer[pb.Ap
 				recvErr <- err
 				return
 			}
-			t.metrics.served1(rpcPipelineAppend)
 			cmd := decodeAppendEntriesRequest(req)
+			if err := checkSource(ctx, cmd.RPCHeader); err != nil {
+				recvErr <- err
+				return
+			}
+			t.metrics.served1(rpcPipelineAppend)
 			respCh, err := t.dispatch(ctx, cmd, nil, isHeartbeat(cmd))
 			if err != nil {
 				recvErr <- err

@@ -38,7 +38,18 @@ func (t *Transport) checkTarget(ctx context.Context) error {
 	return status.Errorf(codes.FailedPrecondition, "%s this is %q at %s, not %q", wrongServerPrefix, t.cfg.LocalID, t.cfg.LocalAddr, want[0])
 }
 
+// isWrongServer reports a call refused by the wrong server, or a handshake
+// with a peer whose certificate names another server (Config.VerifyServer).
 func isWrongServer(err error) bool {
 	s, ok := status.FromError(err)
-	return ok && s.Code() == codes.FailedPrecondition && strings.HasPrefix(s.Message(), wrongServerPrefix)
+	if !ok {
+		return false
+	}
+	switch s.Code() {
+	case codes.FailedPrecondition:
+		return strings.HasPrefix(s.Message(), wrongServerPrefix)
+	case codes.Unavailable:
+		return strings.Contains(s.Message(), wrongServerPrefix)
+	}
+	return false
 }

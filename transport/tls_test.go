@@ -184,11 +184,11 @@ func TestTLS_AuthorizeCallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	clientTLS, serverTLS := pki.peerTLS(t)
-	unary, stream := RequirePeerCert(func(cert *x509.Certificate) error {
+	unary, stream := RequirePeerCert(func(cert *x509.Certificate) (raft.ServerID, error) {
 		if cert.Subject.CommonName != "allowed" {
-			return errors.New("not a member: " + cert.Subject.CommonName)
+			return "", errors.New("not a member: " + cert.Subject.CommonName)
 		}
-		return nil
+		return "allowed", nil
 	})
 	trans, err := New(Config{LocalAddr: raft.ServerAddress(lis.Addr().String())})
 	if err != nil {

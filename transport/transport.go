@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -62,6 +62,11 @@ type Config struct {
 	// TLS is the client-side TLS configuration for dialing peers (mTLS: set
 	// Certificates and RootCAs); nil dials without TLS.
 	TLS *tls.Config
+	// VerifyServer, if set with TLS, checks the verified certificate of each
+	// peer dialed against the raft ID the connection is for; an error fails
+	// the handshake, so no request reaches a server that is not the one
+	// raft meant (blobgc checks the certificate's server identity).
+	VerifyServer func(id raft.ServerID, cert *x509.Certificate) error
 	// Timeout is the per-RPC deadline of AppendEntries and the pipeline's stall
 	// watchdog (default 10 s). InstallSnapshot gets Timeout per 256 KiB.
 	Timeout time.Duration
@@ -131,6 +136,7 @@ type Transport struct {
 }
 
 type peerConns struct {
+	id               raft.ServerID // the server the connections were made for
 	data, ctrl       *grpc.ClientConn
 	dataCli, ctrlCli pb.RaftClient
 }
@@ -156,12 +162,7 @@ func New(cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("transport: MaxMessageSize %d is below the minimum %d", cfg.MaxMessageSize, MinMaxMessageSize)
 	}
 	cfg.setDefaults()
-	creds := insecure.NewCredentials()
-	if cfg.TLS != nil {
-		creds = credentials.NewTLS(cfg.TLS.Clone())
-	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
 				BaseDelay:  50 * time.Millisecond,
@@ -295,31 +296,43 @@ func (t *Transport) CloseStreams() {
 	}
 }
 
-// peer returns the cached connections to target, creating them lazily.
-// grpc.NewClient does not connect; the first RPC does.
-func (t *Transport) peer(target raft.ServerAddress) (*peerConns, error) {
+// peer returns the cached connections to server id at target, creating them
+// lazily. grpc.NewClient does not connect; the first RPC does. Connections
+// made for another id at the same address (it has been given to another
+// server) are replaced, so that TLS checks the right server identity.
+func (t *Transport) peer(id raft.ServerID, target raft.ServerAddress) (*peerConns, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return nil, ErrTransportShutdown
 	}
 	if pc, ok := t.peers[target]; ok {
-		return pc, nil
+		if pc.id == id {
+			return pc, nil
+		}
+		_ = pc.data.Close()
+		_ = pc.ctrl.Close()
+		delete(t.peers, target)
 	}
+	creds := insecure.NewCredentials()
+	if t.cfg.TLS != nil {
+		creds = t.peerCredentials(id)
+	}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, t.dialOpts...)
 	// passthrough: ServerAddress is a literal host:port, never resolved
 	// through gRPC's DNS resolver.
 	dial := "passthrough:///" + string(target)
-	data, err := grpc.NewClient(dial, t.dialOpts...)
+	data, err := grpc.NewClient(dial, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", target, err)
 	}
-	ctrl, err := grpc.NewClient(dial, t.dialOpts...)
+	ctrl, err := grpc.NewClient(dial, opts...)
 	if err != nil {
 		_ = data.Close()
 		return nil, fmt.Errorf("transport: dial %s: %w", target, err)
 	}
-	t.logger.Debug("created connections to peer", "peer", target)
-	pc := &peerConns{data: data, ctrl: ctrl, dataCli: pb.NewRaftClient(data), ctrlCli: pb.NewRaftClient(ctrl)}
+	t.logger.Debug("created connections to peer", "peer", target, "id", id)
+	pc := &peerConns{id: id, data: data, ctrl: ctrl, dataCli: pb.NewRaftClient(data), ctrlCli: pb.NewRaftClient(ctrl)}
 	t.peers[target] = pc
 	return pc, nil
 }
@@ -381,7 +394,7 @@ func isHeartbeat(r *raft.AppendEntriesRequest) bool {
 // AppendEntries implements raft.Transport. Heartbeats travel on the control
 // connection with the heartbeat deadline.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	pc, err := t.peer(target)
+	pc, err := t.peer(id, target)
 	if err != nil {
 		return err
 	}
@@ -420,7 +433,7 @@ func (t *Transport) appendEntries(id raft.ServerID, target raft.ServerAddress, c
 
 // RequestVote implements raft.Transport.
 func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
-	pc, err := t.peer(target)
+	pc, err := t.peer(id, target)
 	if err != nil {
 		return err
 	}
@@ -444,7 +457,7 @@ const unexpectedCommand = "unexpected command"
 // method answers Unimplemented, which is reported as raft's "unexpected
 // command" so that raft falls back as it does with NetworkTransport.
 func (t *Transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
-	pc, err := t.peer(target)
+	pc, err := t.peer(id, target)
 	if err != nil {
 		return err
 	}
@@ -465,7 +478,7 @@ func (t *Transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, 
 
 // TimeoutNow implements raft.Transport.
 func (t *Transport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
-	pc, err := t.peer(target)
+	pc, err := t.peer(id, target)
 	if err != nil {
 		return err
 	}
@@ -495,7 +508,7 @@ func (t *Transport) snapshotTimeout(size int64) time.Duration {
 // bytes of data in chunks; data that is shorter or longer than args.Size
 // fails the call, and the receiver checks the size again.
 func (t *Transport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
-	pc, err := t.peer(target)
+	pc, err := t.peer(id, target)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,9 +27,13 @@ func devCmd() *cobra.Command {
 		Long: `Start three servers in one process on 127.0.0.1:7001-7003 (metrics on
 127.0.0.1:9001-9003), with data in a temporary directory (removed at exit) or
 in --data-dir (kept, so a second run restarts the same cluster). Runs until
-Ctrl-C.`,
+Ctrl-C. The dev cluster speaks plaintext without authentication, so it
+listens on loopback only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				return fmt.Errorf("--host %q: the dev cluster runs without TLS, so it listens on loopback addresses only", host)
+			}
 			gcCfg, err := gc.config(cmd.Flags())
 			if err != nil {
 				return err
@@ -65,6 +70,7 @@ Ctrl-C.`,
 			return runServers(cmd.Context(), cmd.ErrOrStderr(), cfgs, func(servers []*cluster.Server) {
 				var addrs []string
 				fmt.Fprintf(out, "blobgc dev cluster: 3 servers, data in %s\n", dir)
+				fmt.Fprintf(out, "Plaintext, no TLS, no authentication: for trying blobgc on this machine only (loopback).\n")
 				for _, s := range servers {
 					addrs = append(addrs, s.Addr())
 					m := s.MetricsAddr()
@@ -90,7 +96,7 @@ Ctrl-C.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&dataDir, "data-dir", "", "keep the servers' data here (default: a temporary directory)")
-	fs.StringVar(&host, "host", "127.0.0.1", "address to listen on")
+	fs.StringVar(&host, "host", "127.0.0.1", "loopback address to listen on")
 	fs.IntVar(&port, "port", 7001, "API port of the first server; the others use the next two")
 	fs.IntVar(&metricsPort, "metrics-port", 9001, "metrics port of the first server (0: off)")
 	timings.register(fs)

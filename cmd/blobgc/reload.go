@@ -10,8 +10,8 @@ import (
 )
 
 // reloadOnSIGHUP makes every SIGHUP, from now until ctx ends, re-read the
-// server's token file. The server logs what changed, by count; a file that
-// does not parse leaves the previous tokens in use.
+// server's token file and its TLS certificate, key and CA files. The server
+// logs what changed; files that do not load leave the previous ones in use.
 func reloadOnSIGHUP(ctx context.Context, s *cluster.Server) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -23,6 +23,7 @@ func reloadOnSIGHUP(ctx context.Context, s *cluster.Server) {
 				return
 			case <-hup:
 				_ = s.ReloadTokens() // logged by the server
+				_ = s.Reload()       // logged by the server
 			}
 		}
 	}()

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/blobgc/blobgc/auth"
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/fsm"
 )
@@ -23,8 +24,9 @@ const shutdownTimeout = 10 * time.Second
 type serverFlags struct {
 	id, dataDir, listen, advertise, peers string
 	join                                  []string
-	tlsCert, tlsKey, tlsCA                string
+	tlsCert, tlsKey, tlsCA, trustDomain   string
 	tokenFile                             string
+	insecure                              bool
 	timings                               timingFlags
 	gc                                    gcFlags
 	metricsAddr                           string
@@ -155,12 +157,20 @@ gracefully (a leader hands leadership over first).
 
 A new cluster starts with the same --peers list on every server; a restart
 with existing data never bootstraps again. A server joins a running cluster
-with --join (any member's address) instead of --peers.`,
+with --join (any member's address) instead of --peers.
+
+TLS is required (--tls-cert, --tls-key, --tls-ca; make them with
+"blobgc tls init") unless --insecure is given. Only servers whose certificate
+names a member of the raft configuration may speak raft. SIGHUP re-reads the
+certificate, key and CA files.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config(cmd)
 			if err != nil {
 				return err
+			}
+			if cfg.TLS == (cluster.TLSFiles{}) {
+				cfg.Logger.Warn("running without TLS (--insecure): anyone who can reach " + cfg.ListenAddr + " can act as a raft peer or client")
 			}
 			return runServers(cmd.Context(), cmd.ErrOrStderr(), []cluster.Config{cfg}, func(ss []*cluster.Server) {
 				cfg.Logger.Info("serving", "id", ss[0].ID(), "addr", ss[0].Addr(), "metrics", ss[0].MetricsAddr())
@@ -179,6 +189,8 @@ with --join (any member's address) instead of --peers.`,
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) for peers and client certificates")
 	fs.StringVar(&f.tokenFile, "token-file", "", "bearer tokens clients may authenticate with (see `blobgc token add`); reloaded on SIGHUP")
+	fs.StringVar(&f.trustDomain, "trust-domain", auth.DefaultTrustDomain, "trust domain of the identities in certificates (spiffe://<trust-domain>/server/<id>)")
+	fs.BoolVar(&f.insecure, "insecure", false, "run without TLS: anyone who reaches the port can act as a raft peer or client (testing only)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port for HTTP /metrics (empty: off)")
 	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "fault injection: offset added to every wall-clock reading of this server (stamped wall times, log times); cluster time is unaffected")
 	fs.StringVar(&f.clockSkewFile, "clock-skew-file", "", `fault injection: file whose skew ("DURATION" or "ID=DURATION" lines) is added to --clock-skew; re-read when it changes, so the wall clock jumps at runtime`)
@@ -195,6 +207,12 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	}
 	if f.dataDir == "" {
 		return c, fmt.Errorf("--data-dir is required")
+	}
+	if err := cluster.ValidateServerID(f.id); err != nil {
+		return c, fmt.Errorf("--id: %v", err)
+	}
+	if f.tlsCert == "" && f.tlsKey == "" && f.tlsCA == "" && !f.insecure {
+		return c, fmt.Errorf("no TLS: give --tls-cert, --tls-key and --tls-ca (see blobgc tls init), or --insecure to run without")
 	}
 	peers, err := cluster.ParsePeers(f.peers)
 	if err != nil {
@@ -217,6 +235,7 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 		Peers: peers, Join: f.join,
 		TLS:         cluster.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, CAFile: f.tlsCA},
 		TokenFile:   f.tokenFile,
+		TrustDomain: f.trustDomain,
 		GC:          gc,
 		MetricsAddr: f.metricsAddr,
 		Logger:      log,

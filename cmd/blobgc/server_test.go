@@ -89,7 +89,7 @@ func TestServerCommandRestart(t *testing.T) {
 	args := []string{"server", "--data-dir", dir, "--listen", addr, "--peers", "s1=" + addr,
 		"--heartbeat-timeout", "100ms", "--election-timeout", "100ms", "--leader-lease-timeout", "50ms",
 		"--cycle-interval", "-1s", "--grace-period", "1m", "--log-format", "json", "--log-level", "debug",
-		"--metrics-addr", "127.0.0.1:0"}
+		"--metrics-addr", "127.0.0.1:0", "--insecure"}
 	_, errOut, stop := startCmd(t, args...)
 	srv := "--servers=" + addr
 	clustertest.Eventually(t, 20*time.Second, "the server to lead", func() bool {
@@ -113,7 +113,7 @@ func TestServerCommandRestart(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("server command: %v", err)
 	}
-	_, _, stop = startCmd(t, args...)
+	_, errOut2, stop := startCmd(t, args...)
 	var st []map[string]any
 	clustertest.Eventually(t, 20*time.Second, "the restarted server to answer", func() bool {
 		out, err := run(t, "", "status", hashHex(7), "-o", "json", srv, "--timeout", "500ms")
@@ -125,6 +125,12 @@ func TestServerCommandRestart(t *testing.T) {
 	})
 	if st[0]["state"] != "ACTIVE" {
 		t.Fatalf("after restart: %v", st)
+	}
+	// --insecure is announced at every start.
+	for i, e := range []*syncBuf{errOut, errOut2} {
+		if !strings.Contains(e.String(), "running without TLS (--insecure)") {
+			t.Fatalf("start %d logged no warning about running without TLS: %q", i+1, e.String())
+		}
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("server command: %v", err)
@@ -154,13 +160,19 @@ func TestServerCommandBadFlags(t *testing.T) {
 	}{
 		{[]string{"server", "--data-dir", dir}, "--id is required"},
 		{[]string{"server", "--id", "s1"}, "--data-dir is required"},
-		{[]string{"server", "--id", "s1", "--data-dir", dir, "--peers", "s1"}, "--peers: peer 1"},
-		{[]string{"server", "--id", "s1", "--data-dir", dir, "--stale-policy", "keep"}, "want drop or hold"},
-		{[]string{"server", "--id", "s1", "--data-dir", dir, "--grace-period", "-1s"}, "grace_period -1s out of range"},
-		{[]string{"server", "--id", "s1", "--data-dir", dir, "--log-format", "xml"}, `log format "xml"`},
-		{[]string{"server", "--id", "s1", "--data-dir", dir, "--log-level", "loud"}, `log level "loud"`},
-		{[]string{"server", "--id", "s1", "--data-dir", dir, "--listen", "127.0.0.1:0", "--peers", "s2=127.0.0.1:1"}, "not among the peers"},
+		{[]string{"server", "--id", "s1", "--data-dir", dir}, "no TLS: give --tls-cert, --tls-key and --tls-ca"},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--tls-ca", "ca.pem"}, "TLS needs CertFile, KeyFile and CAFile"},
+		{[]string{"server", "--id", "s\x1b[2J", "--data-dir", dir, "--insecure"}, "--id: server id"},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--peers", "s1"}, "--peers: peer 1"},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--peers", "s1=127.0.0.1:0"}, "port must be a number from 1 to 65535"},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--peers", "s 1=127.0.0.1:7001"}, `server id "s 1"`},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--stale-policy", "keep"}, "want drop or hold"},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--grace-period", "-1s"}, "grace_period -1s out of range"},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--log-format", "xml"}, `log format "xml"`},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--log-level", "loud"}, `log level "loud"`},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--listen", "127.0.0.1:0", "--peers", "s2=127.0.0.1:1"}, "not among the peers"},
 		{[]string{"dev", "--stale-policy", "x"}, "want drop or hold"},
+		{[]string{"dev", "--host", "0.0.0.0"}, "listens on loopback addresses only"},
 	}
 	for _, c := range cases {
 		_, err := run(t, "", c.args...)
@@ -185,7 +197,7 @@ func TestDevCommand(t *testing.T) {
 			t.Fatalf("banner lacks %q:\n%s", want, banner)
 		}
 	}
-	if !strings.Contains(banner, dir) || !strings.Contains(banner, "blobgc members --servers") {
+	if !strings.Contains(banner, dir) || !strings.Contains(banner, "blobgc members --servers") || !strings.Contains(banner, "Plaintext, no TLS") {
 		t.Fatalf("banner lacks the data dir or examples:\n%s", banner)
 	}
 	srv := fmt.Sprintf("--servers=127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port, port+1, port+2)

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
 	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
@@ -423,7 +423,7 @@ func runDockerChaos(t *testing.T, sc dockerScenario, o dockerOpts) chaos.Result 
 	for i, svc := range c.services {
 		env.alive[i] = true
 		env.ids = append(env.ids, c.containerID(svc))
-		cc, err := grpc.NewClient("passthrough:///"+fmt.Sprintf("127.0.0.1:%d", c.ports[svc]), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient("passthrough:///"+fmt.Sprintf("127.0.0.1:%d", c.ports[svc]), grpc.WithTransportCredentials(credentials.NewTLS(c.tlsConfig())))
 		if err != nil {
 			t.Fatal(err)
 		}

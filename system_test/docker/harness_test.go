@@ -3,6 +3,8 @@ package dockertest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -167,6 +169,7 @@ type cluster struct {
 	bin      string // the blobgc binary, run on the host as the CLI
 	env      []string
 	client   *client.Client
+	certs    string // the CA and client certificates, copied from the compose volume
 }
 
 // startCluster starts n (3, or 5 with the profile "five") servers in a new
@@ -239,12 +242,60 @@ func (c *cluster) newClient(opts ...client.Option) *client.Client {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
 	}
-	cl, err := client.New(c.hostAddrs(), append(opts, client.WithDialOptions(grpc.WithContextDialer(dialer)))...)
+	opts = append(opts, client.WithTLSConfig(c.tlsConfig()), client.WithDialOptions(grpc.WithContextDialer(dialer)))
+	cl, err := client.New(c.hostAddrs(), opts...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { cl.Close() })
 	return cl
+}
+
+// certDir returns a directory holding the cluster's CA and client
+// certificates, which the compose service "certs" made in its volume; the
+// first call copies them out.
+func (c *cluster) certDir() string {
+	c.t.Helper()
+	if c.certs != "" {
+		return c.certs
+	}
+	out, err := c.compose(time.Minute, "ps", "-a", "-q", "certs")
+	id := strings.TrimSpace(string(out))
+	if err != nil || id == "" {
+		c.t.Fatalf("compose ps certs: %v\n%s", err, out)
+	}
+	dir := c.t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "docker", "cp", id+":/certs/.", dir).CombinedOutput(); err != nil {
+		c.t.Fatalf("docker cp certs: %v\n%s", err, out)
+	}
+	c.certs = dir
+	return dir
+}
+
+// tlsArgs are the CLI flags of an admin client of the cluster.
+func (c *cluster) tlsArgs() []string {
+	d := c.certDir()
+	return []string{"--tls-ca", filepath.Join(d, "ca.pem"),
+		"--tls-cert", filepath.Join(d, "admin-admin.pem"), "--tls-key", filepath.Join(d, "admin-admin-key.pem")}
+}
+
+// tlsConfig is the TLS of an admin client of the cluster.
+func (c *cluster) tlsConfig() *tls.Config {
+	c.t.Helper()
+	d := c.certDir()
+	caPEM, err := os.ReadFile(filepath.Join(d, "ca.pem"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	cert, err := tls.LoadX509KeyPair(filepath.Join(d, "admin-admin.pem"), filepath.Join(d, "admin-admin-key.pem"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }
 
 // down prints the servers' logs if the test failed, then removes the
@@ -287,7 +338,7 @@ func (c *cluster) hostAddrs() []string {
 func (c *cluster) cliAt(servers []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	args = append(args, "--servers", strings.Join(servers, ","))
+	args = append(append(args, "--servers", strings.Join(servers, ",")), c.tlsArgs()...)
 	cmd := exec.CommandContext(ctx, c.bin, args...)
 	cmd.Env = cleanEnv()
 	var stdout, stderr strings.Builder
