@@ -25,6 +25,9 @@ func (f *FSM) Blob(h Hash) BlobInfo {
 	info.CoordinatorPin = e.flags&flagCPin != 0
 	info.Registered = e.flags&flagReg != 0
 	info.Dangling = isDangling(e)
+	r := s.provenance(h)
+	info.Provenance = Provenance{CoordinatorPinnedBy: r.pinnedBy, ClaimedBy: r.claimedBy, ClaimedAt: r.claimedAt,
+		ConfirmedBy: r.confirmedBy, ConfirmedAt: r.confirmedAt}
 	for _, nid := range s.sortedNodeIDs() {
 		n := s.nodes[nid]
 		if n.active.Contains(id) {
