@@ -157,6 +157,7 @@ func TestServerCommandBadFlags(t *testing.T) {
 		{[]string{"server", "--id", "s1", "--data-dir", dir, "--peers", "s1"}, "--peers: peer 1"},
 		{[]string{"server", "--id", "s1", "--data-dir", dir, "--stale-policy", "keep"}, "want drop or hold"},
 		{[]string{"server", "--id", "s1", "--data-dir", dir, "--grace-period", "-1s"}, "grace_period -1s out of range"},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--max-nodes", "0"}, "max_nodes 0 out of range"},
 		{[]string{"server", "--id", "s1", "--data-dir", dir, "--log-format", "xml"}, `log format "xml"`},
 		{[]string{"server", "--id", "s1", "--data-dir", dir, "--log-level", "loud"}, `log level "loud"`},
 		{[]string{"server", "--id", "s1", "--data-dir", dir, "--listen", "127.0.0.1:0", "--peers", "s2=127.0.0.1:1"}, "not among the peers"},
