@@ -46,17 +46,14 @@ func (d *digestSum) add(e [32]byte, sign int) {
 	}
 }
 
-// elem builds one element's bytes; tag first, then fields.
-type elem struct{ b []byte }
+// Element bytes are built with these appenders into a stack buffer (most
+// elements fit elemBuf), tag first, then the fields.
+const elemBuf = 1 + 5*8 + MaxNodeIDLen + HashSize
 
-func newElem(tag byte) *elem { return &elem{b: append(make([]byte, 0, 128), tag)} }
-
-func (e *elem) u64(v uint64) *elem { e.b = binary.LittleEndian.AppendUint64(e.b, v); return e }
-func (e *elem) i64(v int64) *elem  { return e.u64(uint64(v)) }
-func (e *elem) str(s string) *elem { e.u64(uint64(len(s))); e.b = append(e.b, s...); return e }
-func (e *elem) hash(h *Hash) *elem { e.b = append(e.b, h[:]...); return e }
-func (e *elem) raw(p []byte) *elem { e.u64(uint64(len(p))); e.b = append(e.b, p...); return e }
-func (e *elem) sum() [32]byte      { return sha256.Sum256(e.b) }
+func eU64(b []byte, v uint64) []byte { return binary.LittleEndian.AppendUint64(b, v) }
+func eStr(b []byte, s string) []byte { return append(eU64(b, uint64(len(s))), s...) }
+func eRaw(b []byte, p []byte) []byte { return append(eU64(b, uint64(len(p))), p...) }
+func eHash(b []byte, h *Hash) []byte { return append(b, h[:]...) }
 
 // touchedBlob is an entry's value before the command being applied.
 type touchedBlob struct {
@@ -69,7 +66,10 @@ type touchedBlob struct {
 func blobVisible(e *entry) bool { return e.status != uint8(StatusNotFound) }
 
 func blobElem(e *entry) [32]byte {
-	return newElem('b').hash(&e.hash).i64(e.since).u64(uint64(e.status)<<8 | uint64(e.flags&persistMsk)).sum()
+	var a [elemBuf]byte
+	b := eHash(append(a[:0], 'b'), &e.hash)
+	b = eU64(eU64(b, uint64(e.since)), uint64(e.status)<<8|uint64(e.flags&persistMsk))
+	return sha256.Sum256(b)
 }
 
 func sameBlob(a, b *entry) bool {
@@ -109,14 +109,19 @@ func (s *state) settleDigest() {
 }
 
 func provElem(r *provRec) [32]byte {
-	return newElem('p').hash(&r.hash).str(r.pinnedBy).str(r.claimedBy).i64(r.claimedAt).
-		str(r.confirmedBy).i64(r.confirmedAt).sum()
+	b := eHash(append(make([]byte, 0, 128), 'p'), &r.hash)
+	b = eU64(eStr(eStr(b, r.pinnedBy), r.claimedBy), uint64(r.claimedAt))
+	b = eU64(eStr(b, r.confirmedBy), uint64(r.confirmedAt))
+	return sha256.Sum256(b)
 }
 
 func (s *state) digestProv(r provRec, sign int) { s.sum.add(provElem(&r), sign) }
 
 func nodeElem(n *node) [32]byte {
-	return newElem('n').str(n.id).i64(n.lastReport).i64(n.lastWall).u64(n.seq).u64(n.lastChunk).sum()
+	var a [elemBuf]byte
+	b := eStr(append(a[:0], 'n'), n.id)
+	b = eU64(eU64(eU64(eU64(b, uint64(n.lastReport)), uint64(n.lastWall)), n.seq), n.lastChunk)
+	return sha256.Sum256(b)
 }
 
 func memberElem(nodeID string, pin bool, h *Hash) [32]byte {
@@ -124,25 +129,30 @@ func memberElem(nodeID string, pin bool, h *Hash) [32]byte {
 	if pin {
 		tag = 'q'
 	}
-	return newElem(tag).str(nodeID).hash(h).sum()
+	var a [elemBuf]byte
+	return sha256.Sum256(eHash(eStr(append(a[:0], tag), nodeID), h))
 }
 
 func (s *state) digestNode(n *node, sign int) { s.sum.add(nodeElem(n), sign) }
 
 func stageElem(st *staged) [32]byte {
-	return newElem('s').str(st.nodeID).u64(st.reportID).u64(uint64(st.next)).i64(st.last).sum()
+	var a [elemBuf]byte
+	b := eStr(append(a[:0], 's'), st.nodeID)
+	b = eU64(eU64(eU64(b, st.reportID), uint64(st.next)), uint64(st.last))
+	return sha256.Sum256(b)
 }
 
 // stagedHashElem: a staged hash at its position (active first, then pinned,
 // each in received order; duplicates are allowed).
 func stagedHashElem(nodeID string, pin bool, pos int, h *Hash) [32]byte {
-	e := newElem('t').str(nodeID)
+	var a [elemBuf]byte
+	b := eStr(append(a[:0], 't'), nodeID)
 	if pin {
-		e.b = append(e.b, 1)
+		b = append(b, 1)
 	} else {
-		e.b = append(e.b, 0)
+		b = append(b, 0)
 	}
-	return e.u64(uint64(pos)).hash(h).sum()
+	return sha256.Sum256(eHash(eU64(b, uint64(pos)), h))
 }
 
 // digestStagedHashes adds (sign > 0) or removes the staged hashes of st
@@ -157,21 +167,23 @@ func (s *state) digestStagedHashes(st *staged, fromActive, fromPinned, sign int)
 }
 
 func historyElem(ev *HistoryEvent) [32]byte {
-	return newElem('h').u64(ev.Seq).i64(ev.Time).i64(ev.WallTime).raw(PackHashes(ev.NewlyMarked)).
-		u64(uint64(ev.EligibleCount)).u64(uint64(ev.Preserved)).u64(uint64(ev.NodesReporting)).
-		str(ev.Skipped).str(ev.RunBy).sum()
+	b := eU64(eU64(eU64([]byte{'h'}, ev.Seq), uint64(ev.Time)), uint64(ev.WallTime))
+	b = eU64(eRaw(b, PackHashes(ev.NewlyMarked)), uint64(ev.EligibleCount))
+	b = eU64(eU64(b, uint64(ev.Preserved)), uint64(ev.NodesReporting))
+	return sha256.Sum256(eStr(eStr(b, ev.Skipped), ev.RunBy))
 }
 
 func (s *state) digestHistory(ev *HistoryEvent, sign int) { s.sum.add(historyElem(ev), sign) }
 
 func cycleReqElem(r *cycleReq) [32]byte {
-	e := newElem('c').str(r.id).i64(r.res.Time).raw(PackHashes(r.res.NewlyMarked)).
-		u64(uint64(r.res.ActiveCount)).u64(uint64(r.res.PinnedCount)).u64(uint64(r.res.UnreferencedCount)).
-		u64(uint64(len(r.res.StaleNodes)))
+	b := eRaw(eU64(eStr([]byte{'c'}, r.id), uint64(r.res.Time)), PackHashes(r.res.NewlyMarked))
+	b = eU64(eU64(eU64(b, uint64(r.res.ActiveCount)), uint64(r.res.PinnedCount)), uint64(r.res.UnreferencedCount))
+	b = eU64(b, uint64(len(r.res.StaleNodes)))
 	for _, id := range r.res.StaleNodes {
-		e.str(id)
+		b = eStr(b, id)
 	}
-	return e.u64(uint64(r.res.NodesReporting)).str(r.res.Skipped).u64(uint64(r.eligibleCount)).sum()
+	b = eU64(eStr(eU64(b, uint64(r.res.NodesReporting)), r.res.Skipped), uint64(r.eligibleCount))
+	return sha256.Sum256(b)
 }
 
 func (s *state) digestCycleReq(r *cycleReq, sign int) { s.sum.add(cycleReqElem(r), sign) }
@@ -220,12 +232,12 @@ func (s *state) recomputeSum() digestSum {
 // digestOf hashes an element sum with the state's scalars.
 func (s *state) digestOf(d digestSum) [32]byte {
 	cfg, _ := proto.MarshalOptions{Deterministic: true}.Marshal(s.config.toProto())
-	e := newElem('D')
+	b := []byte{'D'}
 	for _, v := range d {
-		e.u64(v)
+		b = eU64(b, v)
 	}
-	return e.u64(s.applied).i64(s.clusterTime).i64(s.wallTime).raw(cfg).
-		u64(s.nextHistSeq).u64(s.nextTombSeq).sum()
+	b = eU64(eU64(eU64(b, s.applied), uint64(s.clusterTime)), uint64(s.wallTime))
+	return sha256.Sum256(eU64(eU64(eRaw(b, cfg), s.nextHistSeq), s.nextTombSeq))
 }
 
 // Digest returns the applied index and a digest of the whole state at that
