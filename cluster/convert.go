@@ -37,6 +37,9 @@ func parseHash(field string, b []byte) (fsm.Hash, error) {
 	return fsm.Hash(b), nil
 }
 
+// validateNodeID checks the length of a node id; reports also need
+// fsm.ValidateReportNodeID, while DeregisterNode accepts any id a state may
+// still hold from before ids were restricted.
 func validateNodeID(id string) error {
 	switch {
 	case id == "":
@@ -212,6 +215,9 @@ func setConfigCommand(r *pb.SetConfigRequest) (*fsmpb.SetConfig, bool, error) {
 
 // reportCommand validates a Report request and converts it.
 func reportCommand(r *pb.ReportRequest) (*fsmpb.Report, error) {
+	if err := validateNodeID(r.NodeId); err != nil {
+		return nil, err
+	}
 	if err := fsm.ValidateReportNodeID("node_id", r.NodeId); err != nil {
 		return nil, domainError(err)
 	}

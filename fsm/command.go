@@ -130,6 +130,9 @@ func validateNodeID(field, id string) error {
 // ValidateReportNodeID is the check for a node id that a report would add
 // to the state: auth.ValidName (letters, digits, '.', '_', '-').
 func ValidateReportNodeID(field, id string) error {
+	if err := validateNodeID(field, id); err != nil {
+		return err
+	}
 	if err := auth.ValidName(id); err != nil {
 		return errf(CodeInvalidArgument, "%s %q: %v", field, id, err)
 	}
