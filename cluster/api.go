@@ -206,6 +206,9 @@ func (a *api) Report(ctx context.Context, req *pb.ReportRequest) (*pb.ReportResp
 	return leaderCall[pb.ReportResponse](a.s, ctx, pb.BlobGC_Report_FullMethodName, req, func(ctx context.Context, ss *session) (*pb.ReportResponse, error) {
 		done := a.s.reports.begin(req.NodeId)
 		defer done()
+		if err := a.s.fsm.AdmitsNode(req.NodeId); err != nil {
+			return nil, domainError(err) // no log entry for a node that cannot be admitted
+		}
 		if req.Kind == pb.ReportKind_REPORT_KIND_DELTA {
 			if resp, err, answered := a.s.precheckDelta(req); answered {
 				return resp, err

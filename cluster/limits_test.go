@@ -35,6 +35,7 @@ func TestReportLimitsRefused(t *testing.T) {
 	if cfg.MaxNodes != 1 || cfg.MaxStagedHashes != int64(fsm.DefaultConfig().MaxStagedHashesTotal) {
 		t.Fatalf("config %v", cfg)
 	}
+	idx, digest := c.WaitConverged()
 	for _, s := range c.Running() {
 		cl := c.Client(s)
 		for _, tc := range []struct {
@@ -57,7 +58,10 @@ func TestReportLimitsRefused(t *testing.T) {
 			t.Errorf("%s: bad request id: %v", s.ID(), err)
 		}
 	}
-	c.WaitConverged()
+	// Refused before the log: nothing was written.
+	if i, d := c.Leader().FSM().Digest(); i != idx || d != digest {
+		t.Fatal("refused reports changed the state")
+	}
 	if n := c.Leader().FSM().Nodes(); len(n) != 1 || n[0].ID != "vm-1" || n[0].Seq != 1 {
 		t.Fatalf("nodes %v", n)
 	}

@@ -145,6 +145,19 @@ func (f *FSM) Nodes() []NodeInfo {
 	return out
 }
 
+// AdmitsNode returns the error a report from node id would get for
+// exceeding MaxNodes at the current state, or nil. The leader uses it to
+// refuse a flood of new node ids without writing each to the log; the state
+// machine checks again when the report applies.
+func (f *FSM) AdmitsNode(id string) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if e := f.st.admitNode(id); e != nil {
+		return e
+	}
+	return nil
+}
+
 // NodeSeq returns the sequence number of a node's last applied report.
 func (f *FSM) NodeSeq(id string) (seq uint64, ok bool) {
 	f.mu.RLock()
