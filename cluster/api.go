@@ -94,6 +94,8 @@ func (s *Server) runCycle(ctx context.Context, ss *session, requestID string) (*
 	res, err := s.apply(ctx, ss, &fsmpb.RunCycle{RequestId: requestID})
 	s.metrics.cycleDuration.Observe(time.Since(start).Seconds())
 	switch {
+	case err == nil && res.Duplicate:
+		return res, nil // a retry answered from the first run: counted then
 	case err != nil:
 		s.metrics.cycles.WithLabelValues("error").Inc()
 	case res.Cycle != nil && res.Cycle.Skipped != "":
