@@ -155,15 +155,21 @@ func stagedHashElem(nodeID string, pin bool, pos int, h *Hash) [32]byte {
 	return sha256.Sum256(eHash(eU64(b, uint64(pos)), h))
 }
 
+// eachStagedElem calls fn with the elements of st's staged hashes from the
+// given positions on.
+func eachStagedElem(st *staged, fromActive, fromPinned int, fn func([32]byte)) {
+	for i := fromActive; i < len(st.active); i++ {
+		fn(stagedHashElem(st.nodeID, false, i, &st.active[i]))
+	}
+	for i := fromPinned; i < len(st.pinned); i++ {
+		fn(stagedHashElem(st.nodeID, true, i, &st.pinned[i]))
+	}
+}
+
 // digestStagedHashes adds (sign > 0) or removes the staged hashes of st
 // from the given positions on.
 func (s *state) digestStagedHashes(st *staged, fromActive, fromPinned, sign int) {
-	for i := fromActive; i < len(st.active); i++ {
-		s.sum.add(stagedHashElem(st.nodeID, false, i, &st.active[i]), sign)
-	}
-	for i := fromPinned; i < len(st.pinned); i++ {
-		s.sum.add(stagedHashElem(st.nodeID, true, i, &st.pinned[i]), sign)
-	}
+	eachStagedElem(st, fromActive, fromPinned, func(e [32]byte) { s.sum.add(e, sign) })
 }
 
 func historyElem(ev *HistoryEvent) [32]byte {
@@ -213,12 +219,7 @@ func (s *state) recomputeSum() digestSum {
 	}
 	for _, st := range s.staging {
 		d.add(stageElem(st), +1)
-		for i := range st.active {
-			d.add(stagedHashElem(st.nodeID, false, i, &st.active[i]), +1)
-		}
-		for i := range st.pinned {
-			d.add(stagedHashElem(st.nodeID, true, i, &st.pinned[i]), +1)
-		}
+		eachStagedElem(st, 0, 0, func(e [32]byte) { d.add(e, +1) })
 	}
 	for i := range s.history {
 		d.add(historyElem(&s.history[i]), +1)
