@@ -272,7 +272,7 @@ const (
 	// idempotent operations (all reads, most writes) are retried on
 	// Unavailable and on an attempt's DeadlineExceeded.
 	idempotent opKind = iota
-	// once operations (RunCycle, TransferLeadership) are retried only on
+	// once operations (TransferLeadership) are retried only on
 	// Unavailable.
 	once
 	// staleRead is an idempotent read that any server may answer: it is

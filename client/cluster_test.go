@@ -314,3 +314,68 @@ func TestClusterLeaderFailover(t *testing.T) {
 		t.Fatalf("stats %v %v", stats, err)
 	}
 }
+
+// Cycles called while leadership keeps moving run once per call: the
+// client's retries of a call whose outcome was unknown reuse its request
+// id, and the cluster answers them from the first run. (An end-to-end
+// check: a retry of an applied call is rare here; the deterministic tests
+// are TestDeadlineExceededRetriedOnlyWhenIdempotent for the client's id and
+// the cluster and fsm tests of a repeated request id.)
+func TestRunCycleRetriedAcrossLeaderChangesRunsOnce(t *testing.T) {
+	tc := clustertest.Start(t, clustertest.Options{N: 3})
+	all := make([]string, 0, 3)
+	for _, s := range tc.Servers {
+		all = append(all, s.Addr())
+	}
+	c := newTestClient(t, all)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := c.SetConfig(ctx, &blobgcv1.SetConfigRequest{GracePeriodNs: ptr(int64(0)), MinNodesReporting: ptr(int64(0))}); err != nil {
+		t.Fatal(err)
+	}
+	// A marked blob that is never claimed: every cycle leaves it eligible
+	// and so records one history event.
+	if _, err := c.RegisterBlobs(ctx, hashesN(0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	before := historyLen(ctx, t, c)
+	stop := make(chan struct{})
+	moved := make(chan int)
+	go func() {
+		n := 0
+		defer func() { moved <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+			}
+			if _, err := c.TransferLeadership(ctx, ""); err == nil {
+				n++
+			}
+		}
+	}()
+	const calls = 60
+	for i := 0; i < calls; i++ {
+		if _, err := c.RunCycle(ctx, false); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+	}
+	close(stop)
+	t.Logf("%d leadership transfers during the cycles", <-moved)
+	if got := historyLen(ctx, t, c) - before; got != calls {
+		t.Fatalf("%d successful RunCycle calls recorded %d cycles", calls, got)
+	}
+}
+
+func historyLen(ctx context.Context, t *testing.T, c *Client) int {
+	t.Helper()
+	n := 0
+	for _, err := range c.History(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
+}

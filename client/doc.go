@@ -46,11 +46,11 @@
 //     deregistering converge to the same state when repeated; a full report
 //     replaces the sets with the same sets; a repeated delta sequence number
 //     and a repeated chunk are recognised and ignored; membership changes are
-//     no-ops when already done. RunCycle and TransferLeadership are not
-//     idempotent (a repeat runs one more cycle, or moves leadership again),
-//     so they are retried only on Unavailable (a second cycle is what the
-//     scheduler would have done anyway, and a second transfer is harmless),
-//     and their one attempt may take the caller's whole deadline.
+//     no-ops when already done; RunCycle carries a random request id per
+//     call, reused by its retries, and the cluster runs one cycle per id.
+//     TransferLeadership is not idempotent (a repeat moves leadership
+//     again), so it is retried only on Unavailable (a second transfer is
+//     harmless), and its one attempt may take the caller's whole deadline.
 //   - InvalidArgument, FailedPrecondition, ResourceExhausted, NotFound and
 //     every other code are never retried: the request itself is wrong, or the
 //     state does not allow it, and repeating it cannot help.

@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"iter"
 
 	"google.golang.org/grpc"
@@ -239,19 +241,27 @@ func (c *Client) Nodes(ctx context.Context, opts ...ReadOption) ([]*blobgcv1.Nod
 }
 
 // RunCycle runs a GC cycle now, or with dryRun computes what it would do
-// without applying it. It is retried only on Unavailable (see the package
-// documentation).
+// without applying it. Each call carries a fresh random request id that its
+// retries reuse, so the cluster runs one cycle per call however often it is
+// retried; a retry answered from the first run has Duplicate set.
 func (c *Client) RunCycle(ctx context.Context, dryRun bool) (*blobgcv1.CycleResult, error) {
-	k := once
-	if dryRun {
-		k = idempotent
+	req := &blobgcv1.RunCycleRequest{DryRun: dryRun}
+	if !dryRun {
+		req.RequestId = newRequestID()
 	}
 	var resp *blobgcv1.CycleResult
-	err := c.call(ctx, "RunCycle", k, func(ctx context.Context, api blobgcv1.BlobGCClient, o ...grpc.CallOption) (err error) {
-		resp, err = api.RunCycle(ctx, &blobgcv1.RunCycleRequest{DryRun: dryRun}, o...)
+	err := c.call(ctx, "RunCycle", idempotent, func(ctx context.Context, api blobgcv1.BlobGCClient, o ...grpc.CallOption) (err error) {
+		resp, err = api.RunCycle(ctx, req, o...)
 		return err
 	})
 	return resp, err
+}
+
+// newRequestID returns 128 random bits in hex.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
+	return hex.EncodeToString(b[:])
 }
 
 // PruneStaleNodes drops the reports of stale nodes and returns their ids.

@@ -56,7 +56,9 @@ func (s *Server) propose(ctx context.Context, ss *session, op any) (res *fsm.Res
 		s.proposeMu.Unlock()
 		return nil, s.withHint(codes.Unavailable, "leadership changed; the write was not applied")
 	}
-	data, err := fsm.Encode(fsm.NewCommand(now, wall, op))
+	cmd := fsm.NewCommand(now, wall, op)
+	cmd.Principal = principalOf(ctx)
+	data, err := fsm.Encode(cmd)
 	if err != nil {
 		s.proposeMu.Unlock()
 		return nil, domainError(err)
@@ -89,12 +91,15 @@ func (s *Server) apply(ctx context.Context, ss *session, op any) (*fsm.Result, e
 	return res, nil
 }
 
-// runCycle applies a RunCycle and records its metrics.
-func (s *Server) runCycle(ctx context.Context, ss *session) (*fsm.Result, error) {
+// runCycle applies a RunCycle and records its metrics. requestID (may be
+// empty) deduplicates retries of one call.
+func (s *Server) runCycle(ctx context.Context, ss *session, requestID string) (*fsm.Result, error) {
 	start := time.Now()
-	res, err := s.apply(ctx, ss, &fsmpb.RunCycle{})
+	res, err := s.apply(ctx, ss, &fsmpb.RunCycle{RequestId: requestID})
 	s.metrics.cycleDuration.Observe(time.Since(start).Seconds())
 	switch {
+	case err == nil && res.Duplicate:
+		return res, nil // a retry answered from the first run: counted then
 	case err != nil:
 		s.metrics.cycles.WithLabelValues("error").Inc()
 	case res.Cycle != nil && res.Cycle.Skipped != "":
@@ -211,6 +216,9 @@ func (a *api) Report(ctx context.Context, req *pb.ReportRequest) (*pb.ReportResp
 	return leaderCall[pb.ReportResponse](a.s, ctx, pb.BlobGC_Report_FullMethodName, req, func(ctx context.Context, ss *session) (*pb.ReportResponse, error) {
 		done := a.s.reports.begin(req.NodeId)
 		defer done()
+		if err := a.s.fsm.AdmitsNode(req.NodeId); err != nil {
+			return nil, domainError(err) // no log entry for a node that cannot be admitted
+		}
 		if req.Kind == pb.ReportKind_REPORT_KIND_DELTA {
 			if resp, err, answered := a.s.precheckDelta(req); answered {
 				return resp, err
@@ -314,6 +322,9 @@ func (a *api) DeregisterNode(ctx context.Context, req *pb.DeregisterNodeRequest)
 }
 
 func (a *api) RunCycle(ctx context.Context, req *pb.RunCycleRequest) (*pb.CycleResult, error) {
+	if err := fsm.ValidateRequestID("request_id", req.RequestId); err != nil {
+		return nil, domainError(err)
+	}
 	return leaderCall[pb.CycleResult](a.s, ctx, pb.BlobGC_RunCycle_FullMethodName, req, func(ctx context.Context, ss *session) (*pb.CycleResult, error) {
 		if req.DryRun {
 			if err := a.s.linearize(ctx, ss); err != nil {
@@ -322,14 +333,16 @@ func (a *api) RunCycle(ctx context.Context, req *pb.RunCycleRequest) (*pb.CycleR
 			now, _ := ss.now()
 			return cycleResult(a.s.fsm.DryRunCycle(now), true, a.s.repl.Index()), nil
 		}
-		res, err := a.s.runCycle(ctx, ss)
+		res, err := a.s.runCycle(ctx, ss, req.RequestId)
 		if err != nil {
 			return nil, err
 		}
 		if res.Cycle == nil {
 			return nil, status.Error(codes.Internal, "cycle applied without a result")
 		}
-		return cycleResult(res.Cycle, false, res.Index), nil
+		out := cycleResult(res.Cycle, false, res.Index)
+		out.Duplicate = res.Duplicate
+		return out, nil
 	})
 }
 
@@ -483,7 +496,7 @@ func (a *api) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryR
 		for i, e := range events {
 			out.Events[i] = &pb.HistoryEvent{Seq: e.Seq, TimeNs: e.Time, WallTimeNs: e.WallTime,
 				NewlyMarked: hashesToWire(e.NewlyMarked), EligibleCount: int64(e.EligibleCount),
-				Preserved: int64(e.Preserved), NodesReporting: int64(e.NodesReporting), Skipped: e.Skipped}
+				Preserved: int64(e.Preserved), NodesReporting: int64(e.NodesReporting), Skipped: e.Skipped, RunBy: e.RunBy}
 		}
 		if more && len(events) > 0 {
 			out.NextPageToken = strconv.FormatUint(events[len(events)-1].Seq, 10)

@@ -37,6 +37,9 @@ func parseHash(field string, b []byte) (fsm.Hash, error) {
 	return fsm.Hash(b), nil
 }
 
+// validateNodeID checks the length of a node id; reports also need
+// fsm.ValidateReportNodeID, while DeregisterNode accepts any id a state may
+// still hold from before ids were restricted.
 func validateNodeID(id string) error {
 	switch {
 	case id == "":
@@ -127,6 +130,11 @@ func blobStatus(b fsm.BlobInfo) *pb.BlobStatus {
 		PinnedBy:            b.PinnedBy,
 		Dangling:            b.Dangling,
 		Registered:          b.Registered,
+		CoordinatorPinnedBy: b.CoordinatorPinnedBy,
+		ClaimedBy:           b.ClaimedBy,
+		ClaimedAtNs:         b.ClaimedAt,
+		ConfirmedBy:         b.ConfirmedBy,
+		ConfirmedAtNs:       b.ConfirmedAt,
 	}
 }
 
@@ -160,13 +168,17 @@ func configToWire(c fsm.Config) *pb.Config {
 		pol = pb.StalePolicy_STALE_POLICY_HOLD
 	}
 	return &pb.Config{
-		GracePeriodNs:       int64(c.GracePeriod),
-		StaleThresholdNs:    int64(c.StaleThreshold),
-		MinNodesReporting:   int64(c.MinNodesReporting),
-		HistoryLimit:        int64(c.HistoryLimit),
-		StalePolicy:         pol,
-		MaxEligibleFraction: c.MaxEligibleFraction,
-		TombstoneLimit:      int64(c.TombstoneLimit),
+		GracePeriodNs:          int64(c.GracePeriod),
+		StaleThresholdNs:       int64(c.StaleThreshold),
+		MinNodesReporting:      int64(c.MinNodesReporting),
+		HistoryLimit:           int64(c.HistoryLimit),
+		StalePolicy:            pol,
+		MaxEligibleFraction:    c.MaxEligibleFraction,
+		TombstoneLimit:         int64(c.TombstoneLimit),
+		MaxNodes:               int64(c.MaxNodes),
+		MaxStagedHashesPerNode: int64(c.MaxStagedHashesPerNode),
+		MaxStagedHashes:        int64(c.MaxStagedHashesTotal),
+		SetBy:                  c.SetBy,
 	}
 }
 
@@ -174,15 +186,19 @@ func configToWire(c fsm.Config) *pb.Config {
 // is set.
 func setConfigCommand(r *pb.SetConfigRequest) (*fsmpb.SetConfig, bool, error) {
 	sc := &fsmpb.SetConfig{
-		GracePeriodNs:       r.GracePeriodNs,
-		StaleThresholdNs:    r.StaleThresholdNs,
-		MinNodesReporting:   r.MinNodesReporting,
-		HistoryLimit:        r.HistoryLimit,
-		TombstoneLimit:      r.TombstoneLimit,
-		MaxEligibleFraction: r.MaxEligibleFraction,
+		GracePeriodNs:          r.GracePeriodNs,
+		StaleThresholdNs:       r.StaleThresholdNs,
+		MinNodesReporting:      r.MinNodesReporting,
+		HistoryLimit:           r.HistoryLimit,
+		TombstoneLimit:         r.TombstoneLimit,
+		MaxEligibleFraction:    r.MaxEligibleFraction,
+		MaxNodes:               r.MaxNodes,
+		MaxStagedHashesPerNode: r.MaxStagedHashesPerNode,
+		MaxStagedHashes:        r.MaxStagedHashes,
 	}
 	any := r.GracePeriodNs != nil || r.StaleThresholdNs != nil || r.MinNodesReporting != nil ||
-		r.HistoryLimit != nil || r.TombstoneLimit != nil || r.MaxEligibleFraction != nil
+		r.HistoryLimit != nil || r.TombstoneLimit != nil || r.MaxEligibleFraction != nil ||
+		r.MaxNodes != nil || r.MaxStagedHashesPerNode != nil || r.MaxStagedHashes != nil
 	if r.StalePolicy != nil {
 		switch *r.StalePolicy {
 		case pb.StalePolicy_STALE_POLICY_UNSPECIFIED:
@@ -201,6 +217,12 @@ func setConfigCommand(r *pb.SetConfigRequest) (*fsmpb.SetConfig, bool, error) {
 func reportCommand(r *pb.ReportRequest) (*fsmpb.Report, error) {
 	if err := validateNodeID(r.NodeId); err != nil {
 		return nil, err
+	}
+	if err := fsm.ValidateReportNodeID("node_id", r.NodeId); err != nil {
+		return nil, domainError(err)
+	}
+	if r.Seq > fsm.MaxSeq {
+		return nil, invalidf("seq: %d is above %d (2^64 - 2^32); sequence numbers start low and count up", r.Seq, uint64(fsm.MaxSeq))
 	}
 	n := len(r.Active) + len(r.Pinned) + len(r.RemovedActive) + len(r.RemovedPinned)
 	if n > MaxBatch {

@@ -85,7 +85,7 @@ func (r *replicated) ApplyBatch(logs []*raft.Log) []interface{} {
 // noteCycle remembers the last cycle among a batch's results.
 func (r *replicated) noteCycle(out []interface{}) {
 	for i := len(out) - 1; i >= 0; i-- {
-		if res, ok := out[i].(*fsm.Result); ok && res.Err == nil && res.Cycle != nil {
+		if res, ok := out[i].(*fsm.Result); ok && res.Err == nil && res.Cycle != nil && !res.Duplicate { // a replayed cycle did not run again
 			c := res.Cycle
 			r.mu.Lock()
 			r.lastCycle = cycleSummary{time: c.Time, newlyMarked: len(c.NewlyMarked), eligible: len(c.Eligible), skipped: c.Skipped}

@@ -589,7 +589,7 @@ func (s *Server) runSession(ctx context.Context, ss *session) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := s.runCycle(ctx, ss); err != nil && ctx.Err() == nil {
+			if _, err := s.runCycle(scheduled(ctx), ss, ""); err != nil && ctx.Err() == nil {
 				s.log.Warn("scheduled cycle failed", "error", err)
 			}
 		}

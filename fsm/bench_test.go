@@ -32,7 +32,8 @@ func benchState(tb testing.TB, known int) (*FSM, []Hash) {
 	for n := 0; n < 10; n++ {
 		s.replaceSets(fmt.Sprintf("node-%02d", n), hs[n*per:(n+1)*per], nil, 1, 0, 0, 0)
 	}
-	s.commitCycle(s.plan(0), 0)
+	s.commitCycle(s.plan(0), 0, "")
+	s.settleDigest()
 	s.applied = 1
 	return f, hs
 }
@@ -263,12 +264,13 @@ func BenchmarkCycleSweep(b *testing.B) {
 			f, hs := benchState(b, known)
 			s := f.st
 			for i := known / 2; i < known; i += 1 << 15 {
-				if _, e := s.pin(PackHashes(hs[i:min(known, i+1<<15)])); e != nil {
+				if _, e := s.pin(PackHashes(hs[i:min(known, i+1<<15)]), ""); e != nil {
 					b.Fatal(e)
 				}
 			}
 			s.config.GracePeriod = 0
-			s.commitCycle(s.plan(1), 0)
+			s.commitCycle(s.plan(1), 0, "")
+			s.settleDigest()
 			sweep := hs[:10_000] // referenced by node-00 (and node-01 at 100k)
 			per := known / 20
 			now, seq := int64(2), uint64(1)

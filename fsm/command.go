@@ -3,6 +3,8 @@ package fsm
 import (
 	"math"
 
+	"github.com/blobgc/blobgc/auth"
+
 	"github.com/blobgc/blobgc/fsm/fsmpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -16,8 +18,14 @@ const (
 	// CommandVersion is the entry encoding version this package writes and
 	// the only one it applies.
 	CommandVersion = 1
-	// MaxStagedHashes bounds what one node may stage in chunks of a full report.
-	MaxStagedHashes = 1 << 26
+	// MaxPrincipalLen bounds the principal recorded with a command.
+	MaxPrincipalLen = 256
+	// MaxRequestIDLen bounds a RunCycle request id.
+	MaxRequestIDLen = 64
+	// MaxSeq is the largest report sequence number accepted: numbers within
+	// 2^32 of 2^64 are refused, so that a forged report cannot push a node's
+	// sequence to where it would wrap.
+	MaxSeq = math.MaxUint64 - 1<<32
 )
 
 // Encode validates cmd and marshals it deterministically.
@@ -64,6 +72,9 @@ func ValidateCommand(cmd *fsmpb.Command) error {
 	if cmd.GetTimeNs() < 0 {
 		return errf(CodeInvalidArgument, "time_ns %d is negative", cmd.GetTimeNs())
 	}
+	if err := validatePrincipal("principal", cmd.GetPrincipal()); err != nil {
+		return err
+	}
 	switch c := cmd.GetCmd().(type) {
 	case *fsmpb.Command_RegisterBlobs:
 		return validateBatch("register_blobs.hashes", c.RegisterBlobs.GetHashes())
@@ -79,7 +90,9 @@ func ValidateCommand(cmd *fsmpb.Command) error {
 		return validateReport(c.Report)
 	case *fsmpb.Command_DeregisterNode:
 		return validateNodeID("deregister_node.node_id", c.DeregisterNode.GetNodeId())
-	case *fsmpb.Command_RunCycle, *fsmpb.Command_PruneStaleNodes:
+	case *fsmpb.Command_RunCycle:
+		return ValidateRequestID("run_cycle.request_id", c.RunCycle.GetRequestId())
+	case *fsmpb.Command_PruneStaleNodes:
 		return nil
 	case *fsmpb.Command_SetConfig:
 		return validateSetConfig(c.SetConfig)
@@ -104,6 +117,9 @@ func validatePacked(field string, b []byte) error {
 	return nil
 }
 
+// validateNodeID is the check for ids that may already be in the state
+// (DeregisterNode, snapshots): any 1..MaxNodeIDLen bytes, so that nodes
+// named before ids were restricted can still be deregistered and restored.
 func validateNodeID(field, id string) error {
 	if len(id) == 0 || len(id) > MaxNodeIDLen {
 		return errf(CodeInvalidArgument, "%s must be 1..%d bytes, got %d", field, MaxNodeIDLen, len(id))
@@ -111,9 +127,50 @@ func validateNodeID(field, id string) error {
 	return nil
 }
 
-func validateReport(r *fsmpb.Report) error {
-	if err := validateNodeID("report.node_id", r.GetNodeId()); err != nil {
+// ValidateReportNodeID is the check for a node id that a report would add
+// to the state: auth.ValidName (letters, digits, '.', '_', '-').
+func ValidateReportNodeID(field, id string) error {
+	if err := validateNodeID(field, id); err != nil {
 		return err
+	}
+	if err := auth.ValidName(id); err != nil {
+		return errf(CodeInvalidArgument, "%s %q: %v", field, id, err)
+	}
+	return nil
+}
+
+// printable reports whether s is made of printable ASCII (no spaces).
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func validatePrincipal(field, p string) error {
+	if len(p) > MaxPrincipalLen || !printable(p) {
+		return errf(CodeInvalidArgument, "%s: at most %d printable ASCII characters", field, MaxPrincipalLen)
+	}
+	return nil
+}
+
+// ValidateRequestID checks a RunCycle request id: empty, or at most
+// MaxRequestIDLen printable ASCII characters.
+func ValidateRequestID(field, id string) error {
+	if len(id) > MaxRequestIDLen || !printable(id) {
+		return errf(CodeInvalidArgument, "%s: at most %d printable ASCII characters", field, MaxRequestIDLen)
+	}
+	return nil
+}
+
+func validateReport(r *fsmpb.Report) error {
+	if err := ValidateReportNodeID("report.node_id", r.GetNodeId()); err != nil {
+		return err
+	}
+	if r.GetSeq() > MaxSeq {
+		return errf(CodeInvalidArgument, "report.seq %d is above %d (2^64 - 2^32): sequence numbers start low and count up", r.GetSeq(), uint64(MaxSeq))
 	}
 	for _, f := range []struct {
 		name string
@@ -148,6 +205,7 @@ func validateReport(r *fsmpb.Report) error {
 func validateSetConfig(sc *fsmpb.SetConfig) error {
 	if sc.GracePeriodNs == nil && sc.StaleThresholdNs == nil && sc.MinNodesReporting == nil &&
 		sc.HistoryLimit == nil && sc.TombstoneLimit == nil && sc.MaxEligibleFraction == nil &&
+		sc.MaxNodes == nil && sc.MaxStagedHashesPerNode == nil && sc.MaxStagedHashes == nil &&
 		sc.GetStalePolicy() == fsmpb.StalePolicy_STALE_POLICY_UNSPECIFIED {
 		return errf(CodeInvalidArgument, "set_config sets no field")
 	}

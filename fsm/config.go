@@ -38,6 +38,10 @@ const (
 	MaxMinNodesReporting = 1 << 20
 	MaxHistoryLimit      = 1 << 20
 	MaxTombstoneLimit    = 1 << 30
+	MaxMaxNodes          = 1 << 20
+	// MaxStagedHashes bounds both staging budgets: what one node, and what
+	// all nodes together, may hold staged in chunks of full reports.
+	MaxStagedHashes = 1 << 28
 )
 
 // Config is the replicated GC configuration.
@@ -49,6 +53,19 @@ type Config struct {
 	TombstoneLimit      int           // COLLECTED tombstones kept (oldest forgotten first)
 	StalePolicy         StalePolicy
 	MaxEligibleFraction float64 // a cycle newly marking more than this fraction of known blobs marks nothing; 1 = off
+	// MaxNodes bounds the nodes with a report or a staged chunked report: a
+	// report from a further node is refused (ResourceExhausted). Lowering it
+	// below the current count keeps the nodes already known.
+	MaxNodes int
+	// MaxStagedHashesPerNode bounds the hashes one node holds staged in an
+	// unfinished chunked full report; MaxStagedHashesTotal bounds all nodes'
+	// staged hashes together. A chunk beyond either is refused
+	// (ResourceExhausted).
+	MaxStagedHashesPerNode int
+	MaxStagedHashesTotal   int
+	// SetBy is the principal of the last SetConfig ("" for the defaults).
+	// It is recorded, not validated, and SetConfig cannot set it directly.
+	SetBy string
 }
 
 // DefaultConfig returns the seed's defaults plus lenient safety valves.
@@ -61,6 +78,10 @@ func DefaultConfig() Config {
 		TombstoneLimit:      100000,
 		StalePolicy:         StaleDrop,
 		MaxEligibleFraction: 1.0,
+		MaxNodes:            10000,
+		// 4M hashes (128 MiB) per node, 16M (512 MiB) in all.
+		MaxStagedHashesPerNode: 1 << 22,
+		MaxStagedHashesTotal:   1 << 24,
 	}
 }
 
@@ -82,6 +103,12 @@ func (c Config) Validate() error {
 		return errf(CodeInvalidArgument, "stale_policy %d unknown (drop or hold)", int(c.StalePolicy))
 	case math.IsNaN(c.MaxEligibleFraction) || c.MaxEligibleFraction <= 0 || c.MaxEligibleFraction > 1:
 		return errf(CodeInvalidArgument, "max_eligible_fraction %v out of range (0, 1]", c.MaxEligibleFraction)
+	case c.MaxNodes < 1 || c.MaxNodes > MaxMaxNodes:
+		return errf(CodeInvalidArgument, "max_nodes %d out of range [1, %d]", c.MaxNodes, MaxMaxNodes)
+	case c.MaxStagedHashesPerNode < 1 || c.MaxStagedHashesPerNode > MaxStagedHashes:
+		return errf(CodeInvalidArgument, "max_staged_hashes_per_node %d out of range [1, %d]", c.MaxStagedHashesPerNode, MaxStagedHashes)
+	case c.MaxStagedHashesTotal < 1 || c.MaxStagedHashesTotal > MaxStagedHashes:
+		return errf(CodeInvalidArgument, "max_staged_hashes %d out of range [1, %d]", c.MaxStagedHashesTotal, MaxStagedHashes)
 	}
 	return nil
 }
@@ -111,10 +138,11 @@ func (c Config) SetConfigCommand() *fsmpb.SetConfig {
 	g, s := int64(c.GracePeriod), int64(c.StaleThreshold)
 	m, h, t := int64(c.MinNodesReporting), int64(c.HistoryLimit), int64(c.TombstoneLimit)
 	f := c.MaxEligibleFraction
+	n, sn, st := int64(c.MaxNodes), int64(c.MaxStagedHashesPerNode), int64(c.MaxStagedHashesTotal)
 	return &fsmpb.SetConfig{
 		GracePeriodNs: &g, StaleThresholdNs: &s, MinNodesReporting: &m,
 		HistoryLimit: &h, TombstoneLimit: &t, StalePolicy: c.StalePolicy.Proto(),
-		MaxEligibleFraction: &f,
+		MaxEligibleFraction: &f, MaxNodes: &n, MaxStagedHashesPerNode: &sn, MaxStagedHashes: &st,
 	}
 }
 
@@ -144,6 +172,15 @@ func (c Config) Merge(sc *fsmpb.SetConfig) Config {
 	if sc.MaxEligibleFraction != nil {
 		c.MaxEligibleFraction = *sc.MaxEligibleFraction
 	}
+	if sc.MaxNodes != nil {
+		c.MaxNodes = clampInt(*sc.MaxNodes)
+	}
+	if sc.MaxStagedHashesPerNode != nil {
+		c.MaxStagedHashesPerNode = clampInt(*sc.MaxStagedHashesPerNode)
+	}
+	if sc.MaxStagedHashes != nil {
+		c.MaxStagedHashesTotal = clampInt(*sc.MaxStagedHashes)
+	}
 	return c
 }
 
@@ -164,10 +201,14 @@ func (c Config) toProto() *fsmpb.Config {
 		GracePeriodNs: int64(c.GracePeriod), StaleThresholdNs: int64(c.StaleThreshold),
 		MinNodesReporting: int64(c.MinNodesReporting), HistoryLimit: int64(c.HistoryLimit),
 		TombstoneLimit: int64(c.TombstoneLimit), StalePolicy: c.StalePolicy.Proto(),
-		MaxEligibleFraction: c.MaxEligibleFraction,
+		MaxEligibleFraction: c.MaxEligibleFraction, MaxNodes: int64(c.MaxNodes),
+		MaxStagedHashesPerNode: int64(c.MaxStagedHashesPerNode), MaxStagedHashes: int64(c.MaxStagedHashesTotal),
+		SetBy: c.SetBy,
 	}
 }
 
+// configFromProto reads a snapshot's config; the limits that version 1
+// snapshots lack take their defaults.
 func configFromProto(p *fsmpb.Config) (Config, error) {
 	pol, ok := StalePolicyFromProto(p.GetStalePolicy())
 	if !ok {
@@ -177,7 +218,16 @@ func configFromProto(p *fsmpb.Config) (Config, error) {
 		GracePeriod: time.Duration(p.GetGracePeriodNs()), StaleThreshold: time.Duration(p.GetStaleThresholdNs()),
 		MinNodesReporting: clampInt(p.GetMinNodesReporting()), HistoryLimit: clampInt(p.GetHistoryLimit()),
 		TombstoneLimit: clampInt(p.GetTombstoneLimit()), StalePolicy: pol,
-		MaxEligibleFraction: p.GetMaxEligibleFraction(),
+		MaxEligibleFraction: p.GetMaxEligibleFraction(), SetBy: p.GetSetBy(),
+		MaxNodes: clampInt(p.GetMaxNodes()), MaxStagedHashesPerNode: clampInt(p.GetMaxStagedHashesPerNode()),
+		MaxStagedHashesTotal: clampInt(p.GetMaxStagedHashes()),
+	}
+	d := DefaultConfig()
+	if p.MaxNodes == 0 && p.MaxStagedHashesPerNode == 0 && p.MaxStagedHashes == 0 {
+		c.MaxNodes, c.MaxStagedHashesPerNode, c.MaxStagedHashesTotal = d.MaxNodes, d.MaxStagedHashesPerNode, d.MaxStagedHashesTotal
+	}
+	if err := validatePrincipal("config.set_by", c.SetBy); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
 }

@@ -205,7 +205,7 @@ func (p *cyclePlan) result() *CycleResult {
 }
 
 // commitCycle applies a plan computed on the current state.
-func (s *state) commitCycle(p *cyclePlan, wall int64) *CycleResult {
+func (s *state) commitCycle(p *cyclePlan, wall int64, by string) *CycleResult {
 	if p.dropStale {
 		for _, id := range p.stale {
 			s.dropNode(id)
@@ -216,7 +216,7 @@ func (s *state) commitCycle(p *cyclePlan, wall int64) *CycleResult {
 		return res
 	}
 	for _, c := range p.changes {
-		e := s.tab.mut(c.id)
+		e := s.mutBlob(c.id)
 		s.setStatus(e, c.to)
 		if c.to == StatusUnreferenced {
 			e.since = c.since
@@ -224,16 +224,13 @@ func (s *state) commitCycle(p *cyclePlan, wall int64) *CycleResult {
 		}
 	}
 	for _, id := range s.dirty {
-		// Free entries keep the flag too (see table.remove): clear it.
-		if sh := s.tab.shards[id>>localBits]; id&localMask < sh.length && sh.at(id&localMask).flags&flagDirty != 0 {
-			s.tab.mut(id).flags &^= flagDirty
-		}
+		s.tab.clearFlag(id, flagDirty) // free entries keep the flag too
 	}
 	s.dirty = s.dirty[:0]
 	if p.skipped == "" {
 		s.unrefHead = p.fifoEnd
 		for _, id := range p.newly {
-			s.setStatus(s.tab.mut(id), StatusMarked)
+			s.setStatus(s.mutBlob(id), StatusMarked)
 		}
 	}
 	s.compactUnref()
@@ -241,8 +238,9 @@ func (s *state) commitCycle(p *cyclePlan, wall int64) *CycleResult {
 		s.history = append(s.history, HistoryEvent{
 			Seq: s.nextHistSeq, Time: p.now, WallTime: wall, NewlyMarked: res.NewlyMarked,
 			EligibleCount: len(res.Eligible), Preserved: res.ActiveCount + res.PinnedCount,
-			NodesReporting: res.NodesReporting, Skipped: p.skipped,
+			NodesReporting: res.NodesReporting, Skipped: p.skipped, RunBy: by,
 		})
+		s.digestHistory(&s.history[len(s.history)-1], +1)
 		s.nextHistSeq++
 		s.trimHistory()
 	}

@@ -8,13 +8,51 @@
 // # Commands and results
 //
 // A log entry is an fsmpb.Command (protobuf) with a version, the proposer's
-// cluster time and a display-only wall time, carrying one of RegisterBlobs,
-// Pin, Unpin, Report (FULL, DELTA or CHUNK), DeregisterNode, RunCycle,
-// PruneStaleNodes, Claim, ConfirmCollected or SetConfig. Encode validates
-// and marshals; Apply never panics and always returns a *Result. An entry
-// that does not decode or validate, and a command refused by the state (a
-// delta with a sequence gap, a pin of a collected blob), is answered with
-// Result.Err and changes nothing but the applied index.
+// cluster time, a display-only wall time and the principal that proposed
+// it, carrying one of RegisterBlobs, Pin, Unpin, Report (FULL, DELTA or
+// CHUNK), DeregisterNode, RunCycle, PruneStaleNodes, Claim,
+// ConfirmCollected or SetConfig. Encode validates and marshals; Apply never
+// panics and always returns a *Result. An entry that does not decode or
+// validate, and a command refused by the state (a delta with a sequence
+// gap, a pin of a collected blob, a report beyond a limit), is answered
+// with Result.Err and changes nothing but the applied index.
+//
+// Every write may be retried: RegisterBlobs, Pin, Unpin, Claim,
+// ConfirmCollected, DeregisterNode, PruneStaleNodes and SetConfig converge
+// to the same state when repeated; a repeated full report installs the same
+// sets; a repeated delta sequence number or chunk is an ignored duplicate;
+// and a RunCycle carrying a request id already seen among the last
+// CycleRequestWindow ids returns the first run's result (Result.Duplicate,
+// with Eligible listing the blobs MARKED now) instead of running again.
+// Scheduled cycles carry no request id.
+//
+// # Provenance
+//
+// Each command's principal ("<role>:<name>", SchedulerPrincipal for the
+// leader's scheduled cycles, empty without authentication) is recorded
+// where it answers "who did this": the principal that set a blob's
+// coordinator pin (kept while the pin lasts; a repeated pin keeps the
+// first), that claimed a blob and when (cluster time; a repeated claim
+// keeps the first), and that confirmed its deletion and when; who ran each
+// recorded cycle (HistoryEvent.RunBy) and who last set the config
+// (Config.SetBy). A blob's record is one small entry in an ordered set,
+// with principals interned; it goes when the pin is removed, when a
+// COLLECTED blob is registered again, and with its forgotten tombstone.
+//
+// # Limits
+//
+// State stays bounded whatever the clients send. A report from a node
+// beyond Config.MaxNodes (counting nodes with a report or a staged chunked
+// report) is refused with CodeResourceExhausted; known nodes keep
+// reporting. Report node ids must be auth.ValidName (DeregisterNode and
+// snapshots accept any 1..MaxNodeIDLen bytes, so that older ids can still
+// leave), and sequence numbers above MaxSeq (2^64 - 2^32) are refused, so a
+// forged report cannot push a node's sequence to where it wraps. Staged
+// chunked reports count against MaxStagedHashesPerNode and
+// MaxStagedHashesTotal (a chunk beyond either is refused), and a stage
+// whose last chunk is a stale threshold old is dropped at the next command
+// that succeeds: the command's cluster time decides, so every server drops
+// it at the same log index.
 //
 // # Time model
 //
@@ -50,8 +88,9 @@
 // a live node pin), ACTIVE (a live report references it) or UNREFERENCED
 // (since the first cycle that saw it so); UNREFERENCED blobs whose grace
 // period expired become MARKED_FOR_COLLECTION and stay eligible until
-// claimed. Unlike the seed, coordinator pins are kept apart from node pins,
-// and a cycle that would newly mark more than MaxEligibleFraction of the
+// claimed. Unlike the seed, coordinator pins are kept apart from node pins
+// (so unpinning a blob that a live report still pins leaves it PINNED at
+// once, where the seed sets it ACTIVE until the next cycle), and a cycle that would newly mark more than MaxEligibleFraction of the
 // known blobs marks nothing and records why. Claim grants a MARKED (or,
 // idempotently, DELETING) blob only if at that point of the log no live
 // report references or pins it and it has no coordinator pin; it becomes
@@ -92,17 +131,35 @@
 // bumped, and the live table afterwards copies a shard's page list on its
 // first write, a shard's slots only when an insert or delete changes them,
 // and a 14 KiB page of entries when one of its entries changes. Node
-// bitmaps are cloned copy-on-write; history and tombstone slices are
-// append-only and capped. Persist then streams from the frozen view while
-// Apply continues: a canonical, versioned, CRC-32C checksummed format that
-// lists blobs and node sets by hash, not by internal id, so equal states
-// give equal bytes; Digest is the SHA-256 of that stream. Restore reads and
-// validates the whole stream into a new state and swaps it in only if
-// everything, the checksum included, is right; counts, the MARKED set, the
-// FIFO and the dirty list are rebuilt from it.
+// bitmaps and the provenance set are cloned copy-on-write; history,
+// tombstone and cycle-request slices are append-only and capped. Persist
+// then streams from the frozen view while Apply continues: a canonical,
+// versioned (2), CRC-32C checksummed format that lists blobs and node sets
+// by hash, not by internal id, so equal states give equal bytes. Restore
+// reads and validates the whole stream into a new state and swaps it in
+// only if everything, the checksum included, is right; counts, the MARKED
+// set, the FIFO, the dirty list and the digest are rebuilt from it.
+// Version 1 streams still restore: the new limits take their defaults,
+// there is no provenance or cycle request, tombstones are numbered afresh
+// and stages count as received at the snapshot's cluster time.
+//
+// # Digest
+//
+// Digest costs O(1): the state is a set of elements (a blob or tombstone,
+// a provenance record, a node's report header, each hash of a node's sets,
+// a stage and each staged hash, a history event, a remembered cycle
+// request), each hashed with SHA-256, and the state keeps their sum mod
+// 2^256, updated as elements change (a command's blob changes are settled
+// when it ends). Digest hashes that sum with the applied index, times,
+// config and sequence counters. It covers everything a snapshot holds, so
+// two servers that applied the same log have equal digests and states that
+// differ have different ones. RecomputeDigest computes the same value from
+// scratch in O(state), to check the incremental one. Keeping it costs about
+// one SHA-256 block per reference change and two per status change.
 //
 // # Concurrency
 //
-// Apply, ApplyBatch, Snapshot and Restore take the write lock; queries take
-// the read lock and see the state after some applied index.
+// Apply, ApplyBatch, Snapshot and Restore take the write lock; queries,
+// Digest included, take the read lock and see the state after some applied
+// index.
 package fsm

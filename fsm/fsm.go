@@ -26,9 +26,12 @@ type staged struct {
 	nodeID   string
 	reportID uint64
 	next     uint32
+	last     int64 // cluster time of the last chunk; the stage expires a stale threshold later
 	active   []Hash
 	pinned   []Hash
 }
+
+func (st *staged) size() int { return len(st.active) + len(st.pinned) }
 
 type unrefItem struct {
 	since int64
@@ -61,6 +64,13 @@ type state struct {
 	unref       []unrefItem         // derived: FIFO of UNREFERENCED blobs by since (validated lazily)
 	unrefHead   int                 // derived
 	marked      *btree.BTreeG[Hash] // derived: MARKED blobs in hash order
+	prov        *btree.BTreeG[provRec]
+	cycleReqs   []cycleReq        // recent RunCycle request ids, oldest first
+	names       map[string]string // derived: interned principals
+	stagedTotal int               // derived: hashes staged by all nodes
+	stageCheck  int64             // derived: no stage expires before this cluster time
+	sum         digestSum         // derived: set hash of the state (see digest.go)
+	touched     []touchedBlob     // blobs changed by the command being applied (see digest.go)
 }
 
 // FSM is the replicated GC state machine. It implements raft.FSM and
@@ -79,9 +89,6 @@ func hashLess(a, b Hash) bool { return cmpHash(a, b) < 0 }
 
 func newState(cfg Config) *state {
 	return &state{
-		// Each table probes with its own random seed: it decides memory
-		// layout only (every output is sorted, snapshots are canonical) and
-		// keeps crafted hashes from degrading the probe chains.
 		tab:         newTable(),
 		nodes:       map[string]*node{},
 		staging:     map[string]*staged{},
@@ -89,6 +96,8 @@ func newState(cfg Config) *state {
 		nextHistSeq: 1,
 		nextTombSeq: 1,
 		marked:      btree.NewG[Hash](32, hashLess),
+		prov:        btree.NewG[provRec](32, provLess),
+		names:       map[string]string{},
 	}
 }
 
@@ -158,12 +167,13 @@ func (s *state) applyLog(l *raft.Log) (res *Result) {
 func (s *state) applyCmd(cmd *fsmpb.Command, res *Result) {
 	now := max(s.clusterTime, cmd.GetTimeNs())
 	wall := cmd.GetWallTimeNs()
+	by := s.intern(cmd.GetPrincipal())
 	var e *Error
 	switch c := cmd.GetCmd().(type) {
 	case *fsmpb.Command_RegisterBlobs:
 		res.Changed = s.register(c.RegisterBlobs.GetHashes())
 	case *fsmpb.Command_Pin:
-		res.Changed, e = s.pin(c.Pin.GetHashes())
+		res.Changed, e = s.pin(c.Pin.GetHashes(), by)
 	case *fsmpb.Command_Unpin:
 		res.Changed = s.unpin(c.Unpin.GetHashes())
 	case *fsmpb.Command_Report:
@@ -171,25 +181,35 @@ func (s *state) applyCmd(cmd *fsmpb.Command, res *Result) {
 	case *fsmpb.Command_DeregisterNode:
 		s.deregister(c.DeregisterNode.GetNodeId())
 	case *fsmpb.Command_RunCycle:
-		p := s.plan(now)
-		res.Cycle = s.commitCycle(p, wall)
+		id := c.RunCycle.GetRequestId()
+		if r := s.findCycleReq(id); id != "" && r != nil {
+			res.Cycle, res.Duplicate = s.replayCycle(r), true
+			break
+		}
+		res.Cycle = s.commitCycle(s.plan(now), wall, by)
+		if id != "" {
+			s.rememberCycleReq(id, res.Cycle)
+		}
 	case *fsmpb.Command_PruneStaleNodes:
 		res.Pruned = s.prune(now)
 	case *fsmpb.Command_Claim:
-		res.Claimed, res.Changed = s.claim(c.Claim.GetHashes())
+		res.Claimed, res.Changed = s.claim(c.Claim.GetHashes(), by, now)
 	case *fsmpb.Command_ConfirmCollected:
-		res.Changed = s.confirm(c.ConfirmCollected.GetHashes())
+		res.Changed = s.confirm(c.ConfirmCollected.GetHashes(), by, now)
 	case *fsmpb.Command_SetConfig:
-		e = s.setConfig(c.SetConfig)
+		e = s.setConfig(c.SetConfig, by)
 	}
 	if e != nil {
 		res.Err = e
+		s.settleDigest()
 		return
 	}
+	s.expireStages(now)
 	s.clusterTime = now
 	if wall != 0 {
 		s.wallTime = wall
 	}
+	s.settleDigest()
 }
 
 // ---- per-blob bookkeeping ----
@@ -241,9 +261,11 @@ func (s *state) markDirty(id uint32, e *entry) {
 	}
 }
 
-// addHold changes a blob's reference (pin=false) or node-pin count by +1/-1.
-func (s *state) addHold(id uint32, pin bool, delta int) {
-	e := s.tab.mut(id)
+// addHold changes a blob's reference (pin=false) or node-pin count by
+// +1/-1, as node nodeID's set gains or loses it.
+func (s *state) addHold(nodeID string, id uint32, pin bool, delta int) {
+	e := s.tab.mut(id) // counts are derived: not a digest change of the blob
+	s.sum.add(memberElem(nodeID, pin, &e.hash), delta)
 	d := isDangling(e)
 	cnt := &e.refs
 	if pin {
@@ -287,9 +309,12 @@ func (s *state) register(packed []byte) (changed int) {
 		if !ok {
 			continue // shard full: cannot happen below 4G blobs
 		}
-		e := s.tab.mut(id)
+		e := s.mutBlob(id)
 		switch Status(e.status) {
 		case StatusNotFound, StatusCollected:
+			if Status(e.status) == StatusCollected {
+				s.updateProv(h, func(r *provRec) { *r = provRec{} })
+			}
 			s.setStatus(e, StatusActive)
 			e.flags = (e.flags &^ flagCPin) | flagReg
 			s.markDirty(id, e)
@@ -301,7 +326,7 @@ func (s *state) register(packed []byte) (changed int) {
 	return changed
 }
 
-func (s *state) pin(packed []byte) (int, *Error) {
+func (s *state) pin(packed []byte, by string) (int, *Error) {
 	n := len(packed) / HashSize
 	for i := 0; i < n; i++ {
 		h := hashAt(packed, i)
@@ -318,9 +343,12 @@ func (s *state) pin(packed []byte) (int, *Error) {
 		if !ok {
 			continue
 		}
-		e := s.tab.mut(id)
+		e := s.mutBlob(id)
 		if e.flags&flagCPin == 0 || Status(e.status) != StatusPinned {
 			changed++
+		}
+		if e.flags&flagCPin == 0 {
+			s.updateProv(h, func(r *provRec) { r.pinnedBy = by })
 		}
 		e.flags |= flagCPin
 		s.setStatus(e, StatusPinned)
@@ -340,9 +368,12 @@ func (s *state) unpin(packed []byte) (changed int) {
 		if e := s.tab.get(id); e.flags&flagCPin == 0 && Status(e.status) != StatusPinned {
 			continue
 		}
-		e := s.tab.mut(id)
+		e := s.mutBlob(id)
 		was := e.flags&flagCPin != 0
 		e.flags &^= flagCPin
+		if was {
+			s.updateProv(h, func(r *provRec) { r.pinnedBy = "" })
+		}
 		if Status(e.status) == StatusPinned && e.pins == 0 {
 			s.setStatus(e, StatusActive)
 			s.markDirty(id, e)
@@ -354,7 +385,7 @@ func (s *state) unpin(packed []byte) (changed int) {
 	return changed
 }
 
-func (s *state) claim(packed []byte) (granted []Hash, changed int) {
+func (s *state) claim(packed []byte, by string, now int64) (granted []Hash, changed int) {
 	n := len(packed) / HashSize
 	for i := 0; i < n; i++ {
 		h := hashAt(packed, i)
@@ -369,7 +400,8 @@ func (s *state) claim(packed []byte) (granted []Hash, changed int) {
 		}
 		granted = append(granted, h)
 		if st == StatusMarked {
-			s.setStatus(s.tab.mut(id), StatusDeleting)
+			s.setStatus(s.mutBlob(id), StatusDeleting)
+			s.updateProv(h, func(r *provRec) { r.claimedBy, r.claimedAt = by, now })
 			changed++
 		}
 	}
@@ -377,7 +409,7 @@ func (s *state) claim(packed []byte) (granted []Hash, changed int) {
 	return slices.Compact(granted), changed
 }
 
-func (s *state) confirm(packed []byte) (changed int) {
+func (s *state) confirm(packed []byte, by string, now int64) (changed int) {
 	n := len(packed) / HashSize
 	for i := 0; i < n; i++ {
 		h := hashAt(packed, i)
@@ -385,9 +417,10 @@ func (s *state) confirm(packed []byte) (changed int) {
 		if !ok || Status(s.tab.get(id).status) != StatusDeleting {
 			continue
 		}
-		e := s.tab.mut(id)
+		e := s.mutBlob(id)
 		s.setStatus(e, StatusCollected)
 		e.flags &^= flagCPin | flagReg
+		s.updateProv(h, func(r *provRec) { r.confirmedBy, r.confirmedAt = by, now })
 		e.since = int64(s.nextTombSeq)
 		s.tombs = append(s.tombs, tombItem{seq: s.nextTombSeq, id: id})
 		s.nextTombSeq++
@@ -408,7 +441,8 @@ func (s *state) evictTombs() {
 		if e := s.tab.get(t.id); Status(e.status) != StatusCollected || e.since != int64(t.seq) {
 			continue
 		}
-		e := s.tab.mut(t.id)
+		e := s.mutBlob(t.id)
+		s.updateProv(e.hash, func(r *provRec) { *r = provRec{} })
 		s.setStatus(e, StatusNotFound)
 		e.since = 0
 		s.maybeFree(t.id, e)
@@ -420,12 +454,14 @@ func (s *state) evictTombs() {
 	}
 }
 
-func (s *state) setConfig(sc *fsmpb.SetConfig) *Error {
+func (s *state) setConfig(sc *fsmpb.SetConfig, by string) *Error {
 	c := s.config.Merge(sc)
 	if err := c.Validate(); err != nil {
 		return err.(*Error)
 	}
+	c.SetBy = by
 	s.config = c
+	s.stageCheck = 0 // the stale threshold may have changed
 	s.evictTombs()
 	s.trimHistory()
 	return nil
@@ -433,6 +469,9 @@ func (s *state) setConfig(sc *fsmpb.SetConfig) *Error {
 
 func (s *state) trimHistory() {
 	if over := len(s.history) - s.config.HistoryLimit; over > 0 {
+		for i := range s.history[:over] {
+			s.digestHistory(&s.history[i], -1)
+		}
 		s.history = append([]HistoryEvent(nil), s.history[over:]...)
 	}
 }

@@ -52,6 +52,12 @@ func FuzzApply(f *testing.F) {
 				}
 			}
 		}
+		// The digest kept incrementally is the one recomputed from scratch.
+		if _, a := fsm.Digest(); true {
+			if _, b := fsm.RecomputeDigest(); a != b {
+				t.Fatal("incremental digest differs from the recomputed one")
+			}
+		}
 		// Whatever happened, the state still snapshots and restores.
 		b := snapBytes(t, fsm)
 		if g := fromBytes(t, b); !bytes.Equal(snapBytes(t, g), b) {

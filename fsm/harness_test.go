@@ -46,6 +46,7 @@ type harness struct {
 	f   *FSM
 	idx uint64
 	now int64
+	by  string // principal recorded with each command
 }
 
 func newHarness(t tb, cfg Config) *harness {
@@ -60,7 +61,9 @@ func newHarness(t tb, cfg Config) *harness {
 func (h *harness) apply(op any) *Result {
 	h.t.Helper()
 	h.idx++
-	r := h.f.ApplyCommand(h.idx, NewCommand(h.now, h.now+1_000_000, op))
+	cmd := NewCommand(h.now, h.now+1_000_000, op)
+	cmd.Principal = h.by
+	r := h.f.ApplyCommand(h.idx, cmd)
 	if r.Index != h.idx {
 		h.t.Fatalf("result index %d, want %d", r.Index, h.idx)
 	}

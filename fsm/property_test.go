@@ -70,6 +70,8 @@ func TestPropertyAgainstNaiveModel(t *testing.T) {
 			return uint64(int64(cur) + d)
 		}
 		reportID := uint64(0)
+		replica, _ := NewWithConfig(cfg)
+		cycleRuns := map[string]*CycleResult{}
 		steps := rapid.IntRange(1, 80).Draw(rt, "steps")
 		for step := 0; step < steps; step++ {
 			// Time: usually forward; sometimes a proposer whose clock is behind.
@@ -80,9 +82,14 @@ func TestPropertyAgainstNaiveModel(t *testing.T) {
 			}
 			prevNow := m.now
 			m.now = max(m.now, stamp)
+			by := rapid.SampledFrom([]string{"", "operator:a", "sweeper:b", SchedulerPrincipal}).Draw(rt, "by")
 			idxOp := func(op any) *Result {
 				h.idx++
-				return h.f.ApplyCommand(h.idx, NewCommand(stamp, 0, op))
+				cmd := NewCommand(stamp, 0, op)
+				cmd.Principal = by
+				// A second replica applies the same log.
+				replica.ApplyCommand(h.idx, cmd)
+				return h.f.ApplyCommand(h.idx, cmd)
 			}
 			errAgree := func(r *Result, merr error) {
 				if (r.Err != nil) != (merr != nil) {
@@ -130,12 +137,24 @@ func TestPropertyAgainstNaiveModel(t *testing.T) {
 				idxOp(&fsmpb.DeregisterNode{NodeId: n})
 				delete(m.nodes, n)
 			case 8, 9:
+				id := rapid.SampledFrom([]string{"", "", "r1", "r2", "r3"}).Draw(rt, "requestID")
+				if first := cycleRuns[id]; first != nil {
+					// A retried request id runs nothing: the first result again.
+					r := idxOp(&fsmpb.RunCycle{RequestId: id})
+					if !r.Duplicate || r.Cycle.Time != first.Time || !hashesEqual(r.Cycle.NewlyMarked, first.NewlyMarked) || r.Cycle.Skipped != first.Skipped {
+						rt.Fatalf("step %d retried cycle %q: %+v, first %+v", step, id, r.Cycle, first)
+					}
+					break
+				}
 				dry := h.f.DryRunCycle(stamp)
 				want := m.cycle(false)
 				if !reflect.DeepEqual(dry, want) {
 					rt.Fatalf("step %d dry run:\n got %+v\nwant %+v", step, dry, want)
 				}
-				r := idxOp(&fsmpb.RunCycle{})
+				r := idxOp(&fsmpb.RunCycle{RequestId: id})
+				if id != "" {
+					cycleRuns[id] = r.Cycle
+				}
 				want = m.cycle(true)
 				if !reflect.DeepEqual(r.Cycle, want) {
 					rt.Fatalf("step %d cycle (err %v):\n got %+v\nwant %+v", step, r.Err, r.Cycle, want)
@@ -250,6 +269,16 @@ func TestPropertyAgainstNaiveModel(t *testing.T) {
 			}
 			h.idx++
 			compareModel(rt, step, h.f, m, u)
+			_, inc := h.f.Digest()
+			if _, full := h.f.RecomputeDigest(); inc != full {
+				rt.Fatalf("step %d: incremental digest differs from the recomputed one", step)
+			}
+			if _, rd := replica.Digest(); rd != inc && replica.AppliedIndex() == h.f.AppliedIndex() {
+				rt.Fatalf("step %d: replicas that applied the same log differ", step)
+			}
+		}
+		if !bytes.Equal(snapBytes(rt, h.f), snapBytes(rt, replica)) && replica.AppliedIndex() == h.f.AppliedIndex() {
+			rt.Fatal("replicas' snapshots differ")
 		}
 	})
 }
@@ -257,6 +286,7 @@ func TestPropertyAgainstNaiveModel(t *testing.T) {
 func compareModel(rt *rapid.T, step int, f *FSM, m *naive, u []Hash) {
 	for _, x := range u {
 		got, want := f.Blob(x), m.info(x)
+		got.Provenance = Provenance{} // the model does not keep it
 		if !reflect.DeepEqual(got, want) {
 			rt.Fatalf("step %d blob %x:\n got %+v\nwant %+v", step, x[:2], got, want)
 		}
@@ -279,7 +309,9 @@ func compareModel(rt *rapid.T, step int, f *FSM, m *naive, u []Hash) {
 			rt.Fatalf("step %d node %+v, model %+v", step, n, mn)
 		}
 	}
-	if f.Config() != m.cfg {
+	fc := f.Config()
+	fc.SetBy = "" // the model does not keep it
+	if fc != m.cfg {
 		rt.Fatalf("config %+v, want %+v", f.Config(), m.cfg)
 	}
 	ev, _ := f.History(0, 1000)

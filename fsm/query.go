@@ -25,6 +25,9 @@ func (f *FSM) Blob(h Hash) BlobInfo {
 	info.CoordinatorPin = e.flags&flagCPin != 0
 	info.Registered = e.flags&flagReg != 0
 	info.Dangling = isDangling(e)
+	r := s.provenance(h)
+	info.Provenance = Provenance{CoordinatorPinnedBy: r.pinnedBy, ClaimedBy: r.claimedBy, ClaimedAt: r.claimedAt,
+		ConfirmedBy: r.confirmedBy, ConfirmedAt: r.confirmedAt}
 	for _, nid := range s.sortedNodeIDs() {
 		n := s.nodes[nid]
 		if n.active.Contains(id) {
@@ -140,6 +143,19 @@ func (f *FSM) Nodes() []NodeInfo {
 		})
 	}
 	return out
+}
+
+// AdmitsNode returns the error a report from node id would get for
+// exceeding MaxNodes at the current state, or nil. The leader uses it to
+// refuse a flood of new node ids without writing each to the log; the state
+// machine checks again when the report applies.
+func (f *FSM) AdmitsNode(id string) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if e := f.st.admitNode(id); e != nil {
+		return e
+	}
+	return nil
 }
 
 // NodeSeq returns the sequence number of a node's last applied report.

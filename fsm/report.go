@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"math"
 	"slices"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -22,9 +23,12 @@ func (s *state) report(r *fsmpb.Report, now, wall int64) (changed int, dup bool,
 		if n != nil && r.GetSeq() < n.seq {
 			return 0, false, errf(CodeFailedPrecondition, "full report seq %d of node %q is older than its current seq %d", r.GetSeq(), id, n.seq)
 		}
+		if err := s.admitNode(id); err != nil {
+			return 0, false, err
+		}
 		a, _ := UnpackHashes(r.GetActive())
 		p, _ := UnpackHashes(r.GetPinned())
-		delete(s.staging, id)
+		s.dropStage(id)
 		changed = s.replaceSets(id, a, p, r.GetSeq(), now, wall, 0)
 		return changed, false, nil
 	case fsmpb.ReportKind_REPORT_KIND_DELTA:
@@ -38,9 +42,11 @@ func (s *state) report(r *fsmpb.Report, now, wall int64) (changed int, dup bool,
 			return 0, false, errf(CodeFailedPrecondition, "delta seq %d from node %q after seq %d: gap, send a full report", r.GetSeq(), id, n.seq)
 		}
 		changed = s.applyDelta(n, r)
+		s.digestNode(n, -1)
 		n.seq = r.GetSeq()
 		n.lastReport = now
 		n.lastWall = wall
+		s.digestNode(n, +1)
 		return changed, false, nil
 	case fsmpb.ReportKind_REPORT_KIND_CHUNK:
 		return s.chunk(n, r, now, wall)
@@ -67,26 +73,111 @@ func (s *state) chunk(n *node, r *fsmpb.Report, now, wall int64) (int, bool, *Er
 		return 0, false, errf(CodeFailedPrecondition, "chunk %d of report %d from node %q: expected chunk %d, send the report again from chunk 0", r.GetChunkIndex(), r.GetReportId(), id, st.next)
 	}
 	add := (len(r.GetActive()) + len(r.GetPinned())) / HashSize
-	if len(st.active)+len(st.pinned)+add > MaxStagedHashes {
-		return 0, false, errf(CodeResourceExhausted, "chunked report %d from node %q exceeds %d hashes", r.GetReportId(), id, MaxStagedHashes)
+	if st.size()+add > s.config.MaxStagedHashesPerNode {
+		return 0, false, errf(CodeResourceExhausted, "chunked report %d from node %q: %d staged hashes would exceed max_staged_hashes_per_node %d",
+			r.GetReportId(), id, st.size()+add, s.config.MaxStagedHashesPerNode)
+	}
+	total := s.stagedTotal + add
+	if old := s.staging[id]; old != nil && old != st {
+		total -= old.size() // replaced by this chunk's fresh stage
+	}
+	if total > s.config.MaxStagedHashesTotal {
+		return 0, false, errf(CodeResourceExhausted, "chunked report %d from node %q: %d hashes staged by all nodes would exceed max_staged_hashes %d; retry after other reports complete",
+			r.GetReportId(), id, total, s.config.MaxStagedHashesTotal)
 	}
 	if n != nil && r.GetSeq() < n.seq {
 		return 0, false, errf(CodeFailedPrecondition, "full report seq %d of node %q is older than its current seq %d", r.GetSeq(), id, n.seq)
 	}
+	if err := s.admitNode(id); err != nil {
+		return 0, false, err
+	}
 	// A fresh stage replaces any other one of this node only now that the
 	// chunk is known to be accepted. (Frozen views hold copies of the stage
 	// with capped slices, so appending here cannot show in them.)
-	s.staging[id] = st
+	if s.staging[id] != st {
+		s.dropStage(id)
+		s.staging[id] = st
+	} else {
+		s.sum.add(stageElem(st), -1)
+	}
 	a, _ := UnpackHashes(r.GetActive())
 	p, _ := UnpackHashes(r.GetPinned())
+	fromA, fromP := len(st.active), len(st.pinned)
 	st.active = append(st.active, a...)
 	st.pinned = append(st.pinned, p...)
 	st.next++
+	st.last = now
+	s.stagedTotal += add
+	s.stageCheck = min(s.stageCheck, addSat(now, int64(s.config.StaleThreshold)))
+	s.sum.add(stageElem(st), +1)
+	s.digestStagedHashes(st, fromA, fromP, +1)
 	if !r.GetLastChunk() {
 		return 0, false, nil
 	}
-	delete(s.staging, id)
+	s.dropStage(id)
 	return s.replaceSets(id, st.active, st.pinned, r.GetSeq(), now, wall, st.reportID), false, nil
+}
+
+// admitNode refuses a report that would add a node beyond MaxNodes. Nodes
+// count once whether they have a report, a staged one or both.
+func (s *state) admitNode(id string) *Error {
+	if s.nodes[id] != nil || s.staging[id] != nil || len(s.nodes) < s.config.MaxNodes-len(s.staging) {
+		return nil
+	}
+	known := len(s.nodes)
+	for sid := range s.staging {
+		if s.nodes[sid] == nil {
+			known++
+		}
+	}
+	if known >= s.config.MaxNodes {
+		return errf(CodeResourceExhausted, "node %q would be node %d, above max_nodes %d: deregister or prune nodes, or raise max_nodes",
+			id, known+1, s.config.MaxNodes)
+	}
+	return nil
+}
+
+// dropStage discards a node's staged chunked report, if any.
+func (s *state) dropStage(id string) {
+	st := s.staging[id]
+	if st == nil {
+		return
+	}
+	delete(s.staging, id)
+	s.stagedTotal -= st.size()
+	s.sum.add(stageElem(st), -1)
+	s.digestStagedHashes(st, 0, 0, -1)
+}
+
+// expireStages drops the staged chunked reports whose last chunk is at
+// least the stale threshold older than now. stageCheck is a lower bound of
+// the earliest expiry, so most commands skip the scan.
+func (s *state) expireStages(now int64) {
+	if len(s.staging) == 0 || now < s.stageCheck {
+		return
+	}
+	thr := int64(s.config.StaleThreshold)
+	next := int64(math.MaxInt64)
+	var expired []string
+	for id, st := range s.staging {
+		if now-st.last >= thr {
+			expired = append(expired, id)
+		} else {
+			next = min(next, st.last+thr)
+		}
+	}
+	for _, id := range expired { // the order does not matter: each is dropped whole
+		s.dropStage(id)
+	}
+	s.stageCheck = next
+}
+
+// addSat is a + b for b >= 0, saturating at math.MaxInt64.
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // replaceSets installs a node's full sets and updates reference counts by
@@ -97,6 +188,10 @@ func (s *state) replaceSets(id string, active, pinned []Hash, seq uint64, now, w
 	if old != nil && chunkID == 0 {
 		n.lastChunk = old.lastChunk
 	}
+	if old != nil {
+		s.digestNode(old, -1)
+	}
+	s.digestNode(n, +1)
 	n.active = s.buildSet(active)
 	n.pinned = s.buildSet(pinned)
 	var oldA, oldP *roaring.Bitmap
@@ -105,8 +200,8 @@ func (s *state) replaceSets(id string, active, pinned []Hash, seq uint64, now, w
 	}
 	// All additions before any removal: a removal may free an entry that an
 	// addition in the other set still needs.
-	changed := s.applyDiff(oldA, n.active, false, +1) + s.applyDiff(oldP, n.pinned, true, +1)
-	changed += s.applyDiff(n.active, oldA, false, -1) + s.applyDiff(n.pinned, oldP, true, -1)
+	changed := s.applyDiff(id, oldA, n.active, false, +1) + s.applyDiff(id, oldP, n.pinned, true, +1)
+	changed += s.applyDiff(id, n.active, oldA, false, -1) + s.applyDiff(id, n.pinned, oldP, true, -1)
 	s.nodes[id] = n
 	return changed
 }
@@ -126,7 +221,7 @@ func (s *state) buildSet(hs []Hash) *roaring.Bitmap {
 
 // applyDiff changes by delta the holds of the ids in b but not in a (a nil
 // set is empty).
-func (s *state) applyDiff(a, b *roaring.Bitmap, pin bool, delta int) int {
+func (s *state) applyDiff(nodeID string, a, b *roaring.Bitmap, pin bool, delta int) int {
 	if b == nil {
 		return 0
 	}
@@ -137,7 +232,7 @@ func (s *state) applyDiff(a, b *roaring.Bitmap, pin bool, delta int) int {
 	changed := 0
 	it := d.Iterator()
 	for it.HasNext() {
-		s.addHold(it.Next(), pin, delta)
+		s.addHold(nodeID, it.Next(), pin, delta)
 		changed++
 	}
 	return changed
@@ -157,7 +252,7 @@ func (s *state) applyDelta(n *node, r *fsmpb.Report) int {
 		for i := 0; i < len(set.rem)/HashSize; i++ {
 			h := hashAt(set.rem, i)
 			if id, ok := s.tab.lookup(&h); ok && set.bm.CheckedRemove(id) {
-				s.addHold(id, set.pin, -1)
+				s.addHold(n.id, id, set.pin, -1)
 				changed++
 			}
 		}
@@ -168,7 +263,7 @@ func (s *state) applyDelta(n *node, r *fsmpb.Report) int {
 				continue
 			}
 			if set.bm.CheckedAdd(id) {
-				s.addHold(id, set.pin, +1)
+				s.addHold(n.id, id, set.pin, +1)
 				changed++
 			} else if created {
 				s.maybeFree(id, s.tab.get(id))
@@ -185,20 +280,14 @@ func (s *state) dropNode(id string) {
 		return
 	}
 	delete(s.nodes, id)
-	s.releaseSet(n.active, false)
-	s.releaseSet(n.pinned, true)
-}
-
-func (s *state) releaseSet(b *roaring.Bitmap, pin bool) {
-	it := b.Iterator()
-	for it.HasNext() {
-		s.addHold(it.Next(), pin, -1)
-	}
+	s.digestNode(n, -1)
+	s.applyDiff(id, nil, n.active, false, -1)
+	s.applyDiff(id, nil, n.pinned, true, -1)
 }
 
 func (s *state) deregister(id string) {
 	s.dropNode(id)
-	delete(s.staging, id)
+	s.dropStage(id)
 }
 
 // staleNodes lists, sorted, the nodes whose report is at least the stale

@@ -489,6 +489,10 @@ func TestSetConfigValidation(t *testing.T) {
 		{MaxEligibleFraction: ptr(0.0)},
 		{MaxEligibleFraction: ptr(1.5)},
 		{StalePolicy: 7},
+		{MaxNodes: ptr(int64(0))},
+		{MaxNodes: ptr(int64(MaxMaxNodes + 1))},
+		{MaxStagedHashesPerNode: ptr(int64(0))},
+		{MaxStagedHashes: ptr(int64(MaxStagedHashes + 1))},
 		{},
 	} {
 		r := h.apply(sc)
@@ -503,7 +507,8 @@ func TestSetConfigValidation(t *testing.T) {
 		t.Fatal("refused config changed state")
 	}
 	cfg := Config{GracePeriod: time.Second, StaleThreshold: time.Minute, MinNodesReporting: 3, HistoryLimit: 5,
-		TombstoneLimit: 7, StalePolicy: StaleHold, MaxEligibleFraction: 0.25}
+		TombstoneLimit: 7, StalePolicy: StaleHold, MaxEligibleFraction: 0.25,
+		MaxNodes: 9, MaxStagedHashesPerNode: 10, MaxStagedHashesTotal: 11}
 	h.ok(cfg.SetConfigCommand())
 	if h.f.Config() != cfg {
 		t.Fatalf("%+v", h.f.Config())

@@ -3,13 +3,13 @@ package fsm
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 	"slices"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Snapshot stream format (version 1), canonical: two FSMs with the same
+// Snapshot stream format (version 2), canonical: two FSMs with the same
 // state write the same bytes, whatever their internal ids or history.
 //
 //	header  "BLOBGCFS" (8 bytes), version uint32 LE
@@ -32,16 +32,24 @@ import (
 //	  per staged chunked report (by node id): SnapshotStaging, then hash
 //	            batches of its active and pinned parts in received order
 //	  history   HistoryEvent (protobuf) per event, oldest first
-//	  tombstones hash batches, oldest first
+//	  provenance SnapshotProvenance per record, in hash order
+//	  cycle requests SnapshotCycleRequest per id, oldest first
+//	  tombstones batches of 40-byte records, oldest first: hash[32],
+//	            sequence uint64 LE
 //	  end       empty payload
 //	trailer CRC-32C (Castagnoli) LE of every byte before it
+//
+// Version 1 (still restored) has no provenance, cycle requests, limits in
+// the config, staging times or tombstone sequences: its tombstones are hash
+// batches, numbered from 1 on restore, and its stages count as received at
+// the snapshot's cluster time.
 //
 // Reference counts, status counts, the MARKED set, the UNREFERENCED FIFO
 // and the dirty list are derived and rebuilt by Restore.
 
 const (
 	snapMagic   = "BLOBGCFS"
-	snapVersion = 1
+	snapVersion = 2
 
 	recMeta    = 1
 	recBlobs   = 2
@@ -49,9 +57,13 @@ const (
 	recHashes  = 4
 	recStaging = 5
 	recHistory = 6
+	recProv    = 7
+	recCycle   = 8
+	recTombs   = 9
 	recEnd     = 0xFF
 
 	blobRecSize  = 42
+	tombRecSize  = 40
 	batchHashes  = 1 << 15 // hashes per batch record (1 MiB)
 	batchBlobs   = 1 << 14 // blob records per batch record
 	maxRecordLen = 1 << 30
@@ -70,8 +82,11 @@ type view struct {
 	wallTime    int64
 	applied     uint64
 	nextHistSeq uint64
+	nextTombSeq uint64
 	history     []HistoryEvent
 	tombs       []tombItem
+	prov        *btree.BTreeG[provRec]
+	cycleReqs   []cycleReq
 }
 
 // freeze is O(shards + nodes): bitmaps are cloned copy-on-write, slices are
@@ -79,9 +94,11 @@ type view struct {
 func (s *state) freeze() *view {
 	v := &view{
 		tab: s.tab.freeze(), config: s.config, clusterTime: s.clusterTime, wallTime: s.wallTime,
-		applied: s.applied, nextHistSeq: s.nextHistSeq,
-		history: s.history[:len(s.history):len(s.history)],
-		tombs:   s.tombs[s.tombHead:len(s.tombs):len(s.tombs)],
+		applied: s.applied, nextHistSeq: s.nextHistSeq, nextTombSeq: s.nextTombSeq,
+		history:   s.history[:len(s.history):len(s.history)],
+		tombs:     s.tombs[s.tombHead:len(s.tombs):len(s.tombs)],
+		prov:      s.prov.Clone(),
+		cycleReqs: s.cycleReqs[:len(s.cycleReqs):len(s.cycleReqs)],
 	}
 	for _, id := range s.sortedNodeIDs() {
 		c := *s.nodes[id]
@@ -159,20 +176,6 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Digest returns the applied index and the SHA-256 of the canonical
-// snapshot stream at that index. It costs a full serialisation.
-func (f *FSM) Digest() (index uint64, digest [32]byte) {
-	f.mu.Lock()
-	v := f.st.freeze()
-	f.mu.Unlock()
-	h := sha256.New()
-	bw := bufio.NewWriterSize(h, 1<<16)
-	_ = v.write(bw) // writing to a hash cannot fail
-	_ = bw.Flush()
-	copy(digest[:], h.Sum(nil))
-	return v.applied, digest
-}
-
 type recWriter struct {
 	w   io.Writer
 	crc hash.Hash32
@@ -245,6 +248,8 @@ func (v *view) write(w io.Writer) error {
 		Config: v.config.toProto(), NextHistorySeq: v.nextHistSeq, BlobCount: uint64(blobCount),
 		NodeCount: uint64(len(v.nodes)), StagingCount: uint64(len(v.staging)),
 		HistoryCount: uint64(len(v.history)), TombstoneCount: uint64(len(tombs)),
+		NextTombstoneSeq: v.nextTombSeq, ProvenanceCount: uint64(v.prov.Len()),
+		CycleRequestCount: uint64(len(v.cycleReqs)),
 	})
 
 	// Blobs, shard by shard: shards partition by the first byte, so the
@@ -303,6 +308,7 @@ func (v *view) write(w io.Writer) error {
 		rw.proto(recStaging, &fsmpb.SnapshotStaging{
 			NodeId: st.nodeID, ReportId: st.reportID, NextIndex: st.next,
 			ActiveCount: uint64(len(st.active)), PinnedCount: uint64(len(st.pinned)),
+			LastChunkNs: st.last,
 		})
 		buf = rw.hashes(st.active, buf)
 		buf = rw.hashes(st.pinned, buf)
@@ -312,10 +318,35 @@ func (v *view) write(w io.Writer) error {
 		rw.proto(recHistory, &fsmpb.HistoryEvent{
 			Seq: ev.Seq, TimeNs: ev.Time, WallTimeNs: ev.WallTime, NewlyMarked: PackHashes(ev.NewlyMarked),
 			EligibleCount: uint64(ev.EligibleCount), Preserved: uint64(ev.Preserved),
-			NodesReporting: uint64(ev.NodesReporting), Skipped: ev.Skipped,
+			NodesReporting: uint64(ev.NodesReporting), Skipped: ev.Skipped, RunBy: ev.RunBy,
 		})
 	}
-	rw.hashes(tombs, buf)
+	v.prov.Ascend(func(r provRec) bool {
+		rw.proto(recProv, &fsmpb.SnapshotProvenance{
+			Hash: r.hash[:], PinnedBy: r.pinnedBy, ClaimedBy: r.claimedBy, ClaimedAtNs: r.claimedAt,
+			ConfirmedBy: r.confirmedBy, ConfirmedAtNs: r.confirmedAt,
+		})
+		return rw.err == nil
+	})
+	for i := range v.cycleReqs {
+		r := &v.cycleReqs[i]
+		rw.proto(recCycle, &fsmpb.SnapshotCycleRequest{
+			RequestId: r.id, TimeNs: r.res.Time, NewlyMarked: PackHashes(r.res.NewlyMarked),
+			ActiveCount: int64(r.res.ActiveCount), PinnedCount: int64(r.res.PinnedCount),
+			UnreferencedCount: int64(r.res.UnreferencedCount), StaleNodes: r.res.StaleNodes,
+			NodesReporting: int64(r.res.NodesReporting), Skipped: r.res.Skipped, EligibleCount: int64(r.eligibleCount),
+		})
+	}
+	for len(tombs) > 0 {
+		n := min(len(tombs), batchHashes)
+		buf = buf[:0]
+		for _, t := range tombs[:n] {
+			buf = append(buf, t.hash[:]...)
+			buf = binary.LittleEndian.AppendUint64(buf, t.seq)
+		}
+		rw.record(recTombs, buf)
+		tombs = tombs[n:]
+	}
 	rw.record(recEnd, nil)
 	if rw.err != nil {
 		return rw.err
@@ -344,15 +375,20 @@ func (v *view) setHashes(b *roaring.Bitmap, out []Hash) []Hash {
 	return out
 }
 
-// liveTombs returns the hashes of the tombstones still valid, oldest first.
-func (v *view) liveTombs() []Hash {
-	var out []Hash
+type liveTomb struct {
+	hash Hash
+	seq  uint64
+}
+
+// liveTombs returns the tombstones still valid, oldest first.
+func (v *view) liveTombs() []liveTomb {
+	var out []liveTomb
 	for _, t := range v.tombs {
 		if !v.tab.valid(t.id) {
 			continue
 		}
 		if e := v.tab.get(t.id); e.status == uint8(StatusCollected) && e.since == int64(t.seq) {
-			out = append(out, e.hash)
+			out = append(out, liveTomb{hash: e.hash, seq: t.seq})
 		}
 	}
 	return out
@@ -492,8 +528,9 @@ func readState(r io.Reader) (*state, error) {
 	if string(hdr[:8]) != snapMagic {
 		return nil, corrupt("bad magic")
 	}
-	if v := binary.LittleEndian.Uint32(hdr[8:]); v != snapVersion {
-		return nil, fmt.Errorf("%w: snapshot version %d unsupported (want %d)", ErrCorrupt, v, snapVersion)
+	version := binary.LittleEndian.Uint32(hdr[8:])
+	if version != 1 && version != snapVersion {
+		return nil, fmt.Errorf("%w: snapshot version %d unsupported (want 1 or %d)", ErrCorrupt, version, snapVersion)
 	}
 	var meta fsmpb.SnapshotMeta
 	if err := rr.message(recMeta, &meta); err != nil {
@@ -505,6 +542,13 @@ func readState(r io.Reader) (*state, error) {
 	}
 	if meta.GetClusterTimeNs() < 0 || meta.GetNextHistorySeq() < 1 {
 		return nil, corrupt("meta out of range")
+	}
+	v2 := version >= 2
+	if !v2 && (meta.GetNextTombstoneSeq() != 0 || meta.GetProvenanceCount() != 0 || meta.GetCycleRequestCount() != 0) {
+		return nil, corrupt("version 1 snapshot with version 2 fields")
+	}
+	if v2 && meta.GetNextTombstoneSeq() < 1 {
+		return nil, corrupt("meta: next tombstone sequence 0")
 	}
 	s := newState(cfg)
 	s.applied, s.clusterTime, s.wallTime = meta.GetAppliedIndex(), meta.GetClusterTimeNs(), meta.GetWallTimeNs()
@@ -624,10 +668,14 @@ func readState(r io.Reader) (*state, error) {
 			return nil, corrupt("staging not in increasing node id order")
 		}
 		prevID = m.GetNodeId()
-		if m.GetReportId() == 0 || m.GetActiveCount()+m.GetPinnedCount() > MaxStagedHashes {
+		if m.GetReportId() == 0 || m.GetActiveCount() > MaxStagedHashes || m.GetPinnedCount() > MaxStagedHashes ||
+			m.GetActiveCount()+m.GetPinnedCount() > MaxStagedHashes || m.GetLastChunkNs() < 0 || m.GetLastChunkNs() > s.clusterTime {
 			return nil, corrupt("staging of node %q out of range", m.GetNodeId())
 		}
-		st := &staged{nodeID: m.GetNodeId(), reportID: m.GetReportId(), next: m.GetNextIndex()}
+		st := &staged{nodeID: m.GetNodeId(), reportID: m.GetReportId(), next: m.GetNextIndex(), last: m.GetLastChunkNs()}
+		if !v2 {
+			st.last = s.clusterTime
+		}
 		if st.active, err = rr.hashList(m.GetActiveCount(), false, nil); err != nil {
 			return nil, err
 		}
@@ -635,6 +683,7 @@ func readState(r io.Reader) (*state, error) {
 			return nil, err
 		}
 		s.staging[st.nodeID] = st
+		s.stagedTotal += st.size()
 	}
 
 	// History.
@@ -659,30 +708,50 @@ func readState(r io.Reader) (*state, error) {
 		s.history = append(s.history, HistoryEvent{
 			Seq: m.GetSeq(), Time: m.GetTimeNs(), WallTime: m.GetWallTimeNs(), NewlyMarked: nm,
 			EligibleCount: int(m.GetEligibleCount()), Preserved: int(m.GetPreserved()),
-			NodesReporting: int(m.GetNodesReporting()), Skipped: m.GetSkipped(),
+			NodesReporting: int(m.GetNodesReporting()), Skipped: m.GetSkipped(), RunBy: m.GetRunBy(),
 		})
+		if err := validatePrincipal("history run_by", m.GetRunBy()); err != nil {
+			return nil, corrupt("%v", err)
+		}
+	}
+	if err := readProvenance(rr, s, meta.GetProvenanceCount()); err != nil {
+		return nil, err
+	}
+	if err := readCycleRequests(rr, s, meta.GetCycleRequestCount()); err != nil {
+		return nil, err
 	}
 
 	// Tombstones, oldest first.
 	if meta.GetTombstoneCount() > uint64(cfg.TombstoneLimit) {
 		return nil, corrupt("%d tombstones above the limit %d", meta.GetTombstoneCount(), cfg.TombstoneLimit)
 	}
-	if hs, err = rr.hashList(meta.GetTombstoneCount(), false, hs[:0]); err != nil {
+	tombs, err := readTombstones(rr, v2, meta.GetTombstoneCount())
+	if err != nil {
 		return nil, err
 	}
-	for j := range hs {
-		id, _, ok := s.tab.insert(&hs[j])
+	if v2 {
+		s.nextTombSeq = meta.GetNextTombstoneSeq()
+	} else {
+		s.nextTombSeq = uint64(len(tombs)) + 1
+	}
+	for _, t := range tombs {
+		id, _, ok := s.tab.insert(&t.hash)
 		if !ok {
 			return nil, corrupt("too many blobs in one shard")
 		}
 		e := s.tab.mut(id)
 		if e.status != uint8(StatusNotFound) {
-			return nil, corrupt("tombstone %s is also a known blob or a repeated tombstone", hs[j])
+			return nil, corrupt("tombstone %s is also a known blob or a repeated tombstone", t.hash)
+		}
+		if t.seq >= s.nextTombSeq {
+			return nil, corrupt("tombstone %s: sequence %d not below the next %d", t.hash, t.seq, s.nextTombSeq)
 		}
 		e.status = uint8(StatusCollected)
-		e.since = int64(s.nextTombSeq)
-		s.tombs = append(s.tombs, tombItem{seq: s.nextTombSeq, id: id})
-		s.nextTombSeq++
+		e.since = int64(t.seq)
+		s.tombs = append(s.tombs, tombItem{seq: t.seq, id: id})
+	}
+	if err := checkProvenance(s); err != nil {
+		return nil, err
 	}
 
 	if _, err := rr.expect(recEnd); err != nil {
@@ -700,7 +769,130 @@ func readState(r io.Reader) (*state, error) {
 		return nil, corrupt("trailing data after the checksum")
 	}
 	s.rebuildDerived(unref)
+	s.sum = s.recomputeSum()
 	return s, nil
+}
+
+// readTombstones reads the tombstones, oldest first: version 2 records with
+// strictly increasing sequences, or version 1 hash batches numbered from 1.
+func readTombstones(rr *recReader, v2 bool, count uint64) ([]liveTomb, error) {
+	var out []liveTomb
+	if !v2 {
+		hs, err := rr.hashList(count, false, nil)
+		if err != nil {
+			return nil, err
+		}
+		for i, h := range hs {
+			out = append(out, liveTomb{hash: h, seq: uint64(i) + 1})
+		}
+		return out, nil
+	}
+	for uint64(len(out)) < count {
+		p, err := rr.expect(recTombs)
+		if err != nil {
+			return nil, err
+		}
+		if len(p) == 0 || len(p)%tombRecSize != 0 || uint64(len(p)/tombRecSize) > count-uint64(len(out)) {
+			return nil, corrupt("tombstone batch of %d bytes", len(p))
+		}
+		for off := 0; off < len(p); off += tombRecSize {
+			t := liveTomb{hash: Hash(p[off : off+HashSize]), seq: binary.LittleEndian.Uint64(p[off+HashSize:])}
+			if t.seq == 0 || (len(out) > 0 && t.seq <= out[len(out)-1].seq) || t.seq > math.MaxInt64 {
+				return nil, corrupt("tombstone sequences not increasing")
+			}
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func readProvenance(rr *recReader, s *state, count uint64) error {
+	var prev Hash
+	for i := uint64(0); i < count; i++ {
+		var m fsmpb.SnapshotProvenance
+		if err := rr.message(recProv, &m); err != nil {
+			return err
+		}
+		h, err := HashFromBytes(m.GetHash())
+		if err != nil {
+			return corrupt("provenance: %v", err)
+		}
+		if i > 0 && h.Compare(prev) <= 0 {
+			return corrupt("provenance not in strictly increasing hash order")
+		}
+		prev = h
+		r := provRec{hash: h, pinnedBy: s.intern(m.GetPinnedBy()), claimedBy: s.intern(m.GetClaimedBy()),
+			claimedAt: m.GetClaimedAtNs(), confirmedBy: s.intern(m.GetConfirmedBy()), confirmedAt: m.GetConfirmedAtNs()}
+		for _, p := range []string{r.pinnedBy, r.claimedBy, r.confirmedBy} {
+			if err := validatePrincipal("provenance", p); err != nil {
+				return corrupt("%v", err)
+			}
+		}
+		if r.empty() || r.claimedAt < 0 || r.claimedAt > s.clusterTime || r.confirmedAt < 0 || r.confirmedAt > s.clusterTime {
+			return corrupt("provenance of %s out of range", h)
+		}
+		s.prov.ReplaceOrInsert(r)
+	}
+	return nil
+}
+
+// checkProvenance: each record belongs to a blob it can describe (pins to
+// coordinator-pinned blobs, claims to DELETING or COLLECTED ones,
+// confirmations to COLLECTED ones).
+func checkProvenance(s *state) error {
+	var err error
+	s.prov.Ascend(func(r provRec) bool {
+		id, ok := s.tab.lookup(&r.hash)
+		if !ok {
+			err = corrupt("provenance of unknown blob %s", r.hash)
+			return false
+		}
+		e := s.tab.get(id)
+		st := Status(e.status)
+		switch {
+		case r.pinnedBy != "" && e.flags&flagCPin == 0,
+			(r.claimedBy != "" || r.claimedAt != 0) && st != StatusDeleting && st != StatusCollected,
+			(r.confirmedBy != "" || r.confirmedAt != 0) && st != StatusCollected:
+			err = corrupt("provenance of %s does not fit its status %s", r.hash, st)
+			return false
+		}
+		return true
+	})
+	return err
+}
+
+func readCycleRequests(rr *recReader, s *state, count uint64) error {
+	if count > CycleRequestWindow {
+		return corrupt("%d cycle requests above the window %d", count, CycleRequestWindow)
+	}
+	seen := map[string]bool{}
+	for i := uint64(0); i < count; i++ {
+		var m fsmpb.SnapshotCycleRequest
+		if err := rr.message(recCycle, &m); err != nil {
+			return err
+		}
+		if m.GetRequestId() == "" || ValidateRequestID("cycle request", m.GetRequestId()) != nil || seen[m.GetRequestId()] {
+			return corrupt("cycle request id %q invalid or repeated", m.GetRequestId())
+		}
+		seen[m.GetRequestId()] = true
+		nm, err := UnpackHashes(m.GetNewlyMarked())
+		if err != nil {
+			return corrupt("cycle request: %v", err)
+		}
+		if len(nm) == 0 {
+			nm = nil
+		}
+		stale := m.GetStaleNodes()
+		if len(stale) == 0 {
+			stale = nil
+		}
+		s.cycleReqs = append(s.cycleReqs, cycleReq{id: m.GetRequestId(), eligibleCount: int(m.GetEligibleCount()), res: CycleResult{
+			Time: m.GetTimeNs(), NewlyMarked: nm, ActiveCount: int(m.GetActiveCount()), PinnedCount: int(m.GetPinnedCount()),
+			UnreferencedCount: int(m.GetUnreferencedCount()), StaleNodes: stale, NodesReporting: int(m.GetNodesReporting()),
+			Skipped: m.GetSkipped(),
+		}})
+	}
+	return nil
 }
 
 // rebuildDerived recomputes counts, dangling, the MARKED set, the

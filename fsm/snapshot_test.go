@@ -126,7 +126,7 @@ func TestRestoreRejectsCorruptLeavesStateIntact(t *testing.T) {
 	}
 	// Another version is refused.
 	b := append([]byte(nil), good...)
-	b[8] = 2
+	b[8] = 3
 	check("version", b)
 	// And the good stream still restores.
 	if err := restoreBytes(dst.f, good); err != nil {

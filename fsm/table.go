@@ -19,20 +19,24 @@ import (
 // change of an entry after a freeze costs a 14 KiB page copy.
 
 const (
-	numShards  = 256
-	localBits  = 24
-	maxLocal   = 1<<localBits - 1 // entries per shard: local+1 must fit the slot's low 24 bits
-	localMask  = 1<<localBits - 1
-	pageBits   = 8
-	pageSize   = 1 << pageBits
-	pageMask   = pageSize - 1
-	minSlots   = 16
-	noID       = ^uint32(0)
-	flagCPin   = 1 << 0 // coordinator pin
-	flagReg    = 1 << 1 // registered through RegisterBlobs
-	flagDirty  = 1 << 2 // in the dirty list: status may differ from what the next cycle computes
-	flagInUse  = 1 << 3 // the entry holds a blob (free entries have no flags)
-	persistMsk = flagCPin | flagReg
+	numShards = 256
+	localBits = 24
+	maxLocal  = 1<<localBits - 1 // entries per shard: local+1 must fit the slot's low 24 bits
+	localMask = 1<<localBits - 1
+	pageBits  = 8
+	pageSize  = 1 << pageBits
+	pageMask  = pageSize - 1
+	minSlots  = 16
+	noID      = ^uint32(0)
+	flagCPin  = 1 << 0 // coordinator pin
+	flagReg   = 1 << 1 // registered through RegisterBlobs
+	flagDirty = 1 << 2 // in the dirty list: status may differ from what the next cycle computes
+	flagInUse = 1 << 3 // the entry holds a blob (free entries have no flags)
+	// flagTouched: in the list of entries the command being applied changed
+	// (digest.go); cleared when the command ends.
+	flagTouched = 1 << 4
+	persistMsk  = flagCPin | flagReg
+	keepOnFree  = flagDirty | flagTouched // list memberships that outlive a free entry
 )
 
 // entry is one blob: 56 bytes.
@@ -189,6 +193,17 @@ func (t *table) mutEntry(s *shard, l uint32) *entry {
 	return &p.e[l&pageMask]
 }
 
+// clearFlag clears flag on entry id, also on a free entry (which keeps its
+// list memberships, see keepOnFree), and reports whether it was set.
+func (t *table) clearFlag(id uint32, flag uint8) bool {
+	s := t.shards[id>>localBits]
+	if l := id & localMask; l >= s.length || s.at(l).flags&flag == 0 {
+		return false
+	}
+	t.mut(id).flags &^= flag
+	return true
+}
+
 // mut returns the entry for writing.
 func (t *table) mut(id uint32) *entry {
 	s := t.mutShard(int(id >> localBits))
@@ -218,8 +233,9 @@ func (t *table) insert(h *Hash) (id uint32, created, ok bool) {
 		s.length++
 	}
 	e := t.mutEntry(s, local)
-	// A recycled entry keeps flagDirty: its id is still in the dirty list.
-	*e = entry{hash: *h, flags: flagInUse | e.flags&flagDirty}
+	// A recycled entry keeps flagDirty and flagTouched: its id is still
+	// in those lists.
+	*e = entry{hash: *h, flags: flagInUse | e.flags&keepOnFree}
 	s.n++
 	t.n++
 	if (s.n+1)*4 > len(s.slots)*3 {
@@ -282,7 +298,7 @@ func (t *table) remove(id uint32) {
 	}
 	s.slots[i] = 0
 	e := t.mutEntry(s, local)
-	*e = entry{flags: e.flags & flagDirty} // still listed in the dirty list
+	*e = entry{flags: e.flags & keepOnFree} // still listed
 
 	s.free = append(s.free, local)
 	s.n--

@@ -57,7 +57,9 @@ type Result struct {
 	Claimed []Hash       // Claim: hashes granted (sorted)
 	Changed int          // blobs whose state the command changed (register/pin/unpin/claim/confirm); informational
 	// Duplicate is set when a report was recognised as already applied and
-	// ignored (delta sequence number or chunk index not newer).
+	// ignored (delta sequence number or chunk index not newer), and when a
+	// RunCycle's request id was already run (Cycle is then the first run's
+	// result, with Eligible as of now).
 	Duplicate bool
 }
 
@@ -86,6 +88,7 @@ type BlobInfo struct {
 	PinnedBy       []string // node ids whose live report pins it, sorted
 	Dangling       bool     // a live report names a DELETING or COLLECTED blob
 	Registered     bool     // registered through RegisterBlobs (a blob can also become known by a Pin)
+	Provenance              // who pinned, claimed and confirmed it (Blob only)
 }
 
 // Counts are the numbers of blobs by status and of nodes.
@@ -117,4 +120,5 @@ type HistoryEvent struct {
 	Preserved      int // ACTIVE + PINNED after the cycle
 	NodesReporting int
 	Skipped        string
+	RunBy          string // principal of the RunCycle ("scheduler" for scheduled cycles)
 }

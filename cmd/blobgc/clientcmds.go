@@ -566,7 +566,8 @@ func statsCmd() *cobra.Command {
 }
 
 // configKeys are the keys of `config set`, in display order.
-var configKeys = []string{"grace-period", "stale-threshold", "min-nodes", "history-limit", "stale-policy", "max-eligible-fraction", "tombstone-limit"}
+var configKeys = []string{"grace-period", "stale-threshold", "min-nodes", "history-limit", "stale-policy", "max-eligible-fraction", "tombstone-limit",
+	"max-nodes", "max-staged-hashes-per-node", "max-staged-hashes"}
 
 func configCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Show or change the replicated GC configuration"}
@@ -599,9 +600,13 @@ func printConfig(e *env, c *blobgcv1.Config) error {
 			strconv.FormatInt(c.MinNodesReporting, 10), strconv.FormatInt(c.HistoryLimit, 10),
 			strings.ToLower(strings.TrimPrefix(c.StalePolicy.String(), "STALE_POLICY_")),
 			strconv.FormatFloat(c.MaxEligibleFraction, 'g', -1, 64), strconv.FormatInt(c.TombstoneLimit, 10),
+			strconv.FormatInt(c.MaxNodes, 10), strconv.FormatInt(c.MaxStagedHashesPerNode, 10), strconv.FormatInt(c.MaxStagedHashes, 10),
 		}
 		for i, k := range configKeys {
 			fmt.Fprintf(w, "%s\t%s\n", k, vals[i])
+		}
+		if c.SetBy != "" {
+			fmt.Fprintf(w, "set-by\t%s\n", c.SetBy)
 		}
 	})
 }
@@ -626,19 +631,15 @@ func parseConfigSet(args []string) (*blobgcv1.SetConfigRequest, error) {
 			} else {
 				req.StaleThresholdNs = proto.Int64(int64(d))
 			}
-		case "min-nodes", "history-limit", "tombstone-limit":
+		case "min-nodes", "history-limit", "tombstone-limit", "max-nodes", "max-staged-hashes-per-node", "max-staged-hashes":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
 				return nil, bad(errors.New("want an integer"))
 			}
-			switch k {
-			case "min-nodes":
-				req.MinNodesReporting = proto.Int64(n)
-			case "history-limit":
-				req.HistoryLimit = proto.Int64(n)
-			default:
-				req.TombstoneLimit = proto.Int64(n)
-			}
+			field := map[string]**int64{"min-nodes": &req.MinNodesReporting, "history-limit": &req.HistoryLimit,
+				"tombstone-limit": &req.TombstoneLimit, "max-nodes": &req.MaxNodes,
+				"max-staged-hashes-per-node": &req.MaxStagedHashesPerNode, "max-staged-hashes": &req.MaxStagedHashes}[k]
+			*field = proto.Int64(n)
 		case "stale-policy":
 			p, err := parsePolicy(v)
 			if err != nil {

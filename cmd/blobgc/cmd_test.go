@@ -96,8 +96,10 @@ func TestCLIWorkflow(t *testing.T) {
 		t.Fatalf("nodes: %v", nodes)
 	}
 
-	cfg := jsonOf[map[string]any](t, mustRun(t, "", "config", "set", "grace-period=0s", "stale-policy=hold", "max-eligible-fraction=0.9", "-o", "json", srv))
-	if cfg["grace_period_ns"] != float64(0) || cfg["stale_policy"] != "HOLD" || cfg["max_eligible_fraction"] != 0.9 {
+	cfg := jsonOf[map[string]any](t, mustRun(t, "", "config", "set", "grace-period=0s", "stale-policy=hold", "max-eligible-fraction=0.9",
+		"max-nodes=50", "max-staged-hashes=1000", "-o", "json", srv))
+	if cfg["grace_period_ns"] != float64(0) || cfg["stale_policy"] != "HOLD" || cfg["max_eligible_fraction"] != 0.9 ||
+		cfg["max_nodes"] != float64(50) || cfg["max_staged_hashes"] != float64(1000) {
 		t.Fatalf("config set: %v", cfg)
 	}
 	out = mustRun(t, "", "config", "get", srv)

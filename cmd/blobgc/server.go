@@ -71,13 +71,15 @@ func (t *timingFlags) apply(c *cluster.Config) {
 // gcFlags are the initial GC configuration, proposed by the first leader of a
 // new cluster. Later changes go through `blobgc config set`.
 type gcFlags struct {
-	grace, stale            time.Duration
-	minNodes, history, tomb int
-	policy                  string
-	maxFraction             float64
+	grace, stale                       time.Duration
+	minNodes, history, tomb            int
+	policy                             string
+	maxFraction                        float64
+	maxNodes, stagedPerNode, stagedAll int
 }
 
-var gcFlagNames = []string{"grace-period", "stale-threshold", "min-nodes", "history-limit", "tombstone-limit", "stale-policy", "max-eligible-fraction"}
+var gcFlagNames = []string{"grace-period", "stale-threshold", "min-nodes", "history-limit", "tombstone-limit", "stale-policy", "max-eligible-fraction",
+	"max-nodes", "max-staged-hashes-per-node", "max-staged-hashes"}
 
 func (g *gcFlags) register(fs *pflag.FlagSet) {
 	d := fsm.DefaultConfig()
@@ -88,6 +90,9 @@ func (g *gcFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&g.tomb, "tombstone-limit", d.TombstoneLimit, "initial GC config: collected tombstones kept")
 	fs.StringVar(&g.policy, "stale-policy", d.StalePolicy.String(), "initial GC config: drop|hold: what a stale node's report does")
 	fs.Float64Var(&g.maxFraction, "max-eligible-fraction", d.MaxEligibleFraction, "initial GC config: a cycle newly marking more than this fraction of known blobs marks nothing")
+	fs.IntVar(&g.maxNodes, "max-nodes", d.MaxNodes, "initial GC config: reports from further nodes are refused")
+	fs.IntVar(&g.stagedPerNode, "max-staged-hashes-per-node", d.MaxStagedHashesPerNode, "initial GC config: hashes one node may hold in an unfinished chunked report")
+	fs.IntVar(&g.stagedAll, "max-staged-hashes", d.MaxStagedHashesTotal, "initial GC config: hashes all nodes together may hold in unfinished chunked reports")
 }
 
 // config returns the GC config when any GC flag was set, else nil (keep the
@@ -107,6 +112,7 @@ func (g *gcFlags) config(fs *pflag.FlagSet) (*fsm.Config, error) {
 	c := fsm.Config{
 		GracePeriod: g.grace, StaleThreshold: g.stale, MinNodesReporting: g.minNodes,
 		HistoryLimit: g.history, TombstoneLimit: g.tomb, StalePolicy: p, MaxEligibleFraction: g.maxFraction,
+		MaxNodes: g.maxNodes, MaxStagedHashesPerNode: g.stagedPerNode, MaxStagedHashesTotal: g.stagedAll,
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("GC config: %v", err)

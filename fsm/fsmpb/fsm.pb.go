@@ -141,6 +141,10 @@ type Command struct {
 	TimeNs int64 `protobuf:"varint,2,opt,name=time_ns,json=timeNs,proto3" json:"time_ns,omitempty"`
 	// Leader's wall clock (ns since the Unix epoch); display only.
 	WallTimeNs int64 `protobuf:"varint,3,opt,name=wall_time_ns,json=wallTimeNs,proto3" json:"wall_time_ns,omitempty"`
+	// Who proposed the command ("<role>:<name>", "scheduler" for the leader's
+	// scheduled cycles, empty when the server runs without authentication).
+	// Recorded in provenance; at most 256 printable ASCII characters.
+	Principal string `protobuf:"bytes,4,opt,name=principal,proto3" json:"principal,omitempty"`
 	// Types that are valid to be assigned to Cmd:
 	//
 	//	*Command_RegisterBlobs
@@ -207,6 +211,13 @@ func (x *Command) GetWallTimeNs() int64 {
 		return x.WallTimeNs
 	}
 	return 0
+}
+
+func (x *Command) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
 }
 
 func (x *Command) GetCmd() isCommand_Cmd {
@@ -668,7 +679,11 @@ func (x *DeregisterNode) GetNodeId() string {
 }
 
 type RunCycle struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the client once per logical call and reused on retries: a
+	// request id seen in the recent window returns the first result instead
+	// of running another cycle. Empty: no deduplication (scheduled cycles).
+	RequestId     string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -701,6 +716,13 @@ func (x *RunCycle) ProtoReflect() protoreflect.Message {
 // Deprecated: Use RunCycle.ProtoReflect.Descriptor instead.
 func (*RunCycle) Descriptor() ([]byte, []int) {
 	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RunCycle) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type PruneStaleNodes struct {
@@ -829,16 +851,19 @@ func (x *ConfirmCollected) GetHashes() []byte {
 
 // SetConfig changes the fields that are set and keeps the others.
 type SetConfig struct {
-	state               protoimpl.MessageState `protogen:"open.v1"`
-	GracePeriodNs       *int64                 `protobuf:"varint,1,opt,name=grace_period_ns,json=gracePeriodNs,proto3,oneof" json:"grace_period_ns,omitempty"`
-	StaleThresholdNs    *int64                 `protobuf:"varint,2,opt,name=stale_threshold_ns,json=staleThresholdNs,proto3,oneof" json:"stale_threshold_ns,omitempty"`
-	MinNodesReporting   *int64                 `protobuf:"varint,3,opt,name=min_nodes_reporting,json=minNodesReporting,proto3,oneof" json:"min_nodes_reporting,omitempty"`
-	HistoryLimit        *int64                 `protobuf:"varint,4,opt,name=history_limit,json=historyLimit,proto3,oneof" json:"history_limit,omitempty"`
-	TombstoneLimit      *int64                 `protobuf:"varint,5,opt,name=tombstone_limit,json=tombstoneLimit,proto3,oneof" json:"tombstone_limit,omitempty"`
-	StalePolicy         StalePolicy            `protobuf:"varint,6,opt,name=stale_policy,json=stalePolicy,proto3,enum=blobgc.fsm.v1.StalePolicy" json:"stale_policy,omitempty"`
-	MaxEligibleFraction *float64               `protobuf:"fixed64,7,opt,name=max_eligible_fraction,json=maxEligibleFraction,proto3,oneof" json:"max_eligible_fraction,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	GracePeriodNs          *int64                 `protobuf:"varint,1,opt,name=grace_period_ns,json=gracePeriodNs,proto3,oneof" json:"grace_period_ns,omitempty"`
+	StaleThresholdNs       *int64                 `protobuf:"varint,2,opt,name=stale_threshold_ns,json=staleThresholdNs,proto3,oneof" json:"stale_threshold_ns,omitempty"`
+	MinNodesReporting      *int64                 `protobuf:"varint,3,opt,name=min_nodes_reporting,json=minNodesReporting,proto3,oneof" json:"min_nodes_reporting,omitempty"`
+	HistoryLimit           *int64                 `protobuf:"varint,4,opt,name=history_limit,json=historyLimit,proto3,oneof" json:"history_limit,omitempty"`
+	TombstoneLimit         *int64                 `protobuf:"varint,5,opt,name=tombstone_limit,json=tombstoneLimit,proto3,oneof" json:"tombstone_limit,omitempty"`
+	StalePolicy            StalePolicy            `protobuf:"varint,6,opt,name=stale_policy,json=stalePolicy,proto3,enum=blobgc.fsm.v1.StalePolicy" json:"stale_policy,omitempty"`
+	MaxEligibleFraction    *float64               `protobuf:"fixed64,7,opt,name=max_eligible_fraction,json=maxEligibleFraction,proto3,oneof" json:"max_eligible_fraction,omitempty"`
+	MaxNodes               *int64                 `protobuf:"varint,8,opt,name=max_nodes,json=maxNodes,proto3,oneof" json:"max_nodes,omitempty"`
+	MaxStagedHashesPerNode *int64                 `protobuf:"varint,9,opt,name=max_staged_hashes_per_node,json=maxStagedHashesPerNode,proto3,oneof" json:"max_staged_hashes_per_node,omitempty"`
+	MaxStagedHashes        *int64                 `protobuf:"varint,10,opt,name=max_staged_hashes,json=maxStagedHashes,proto3,oneof" json:"max_staged_hashes,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *SetConfig) Reset() {
@@ -920,18 +945,44 @@ func (x *SetConfig) GetMaxEligibleFraction() float64 {
 	return 0
 }
 
+func (x *SetConfig) GetMaxNodes() int64 {
+	if x != nil && x.MaxNodes != nil {
+		return *x.MaxNodes
+	}
+	return 0
+}
+
+func (x *SetConfig) GetMaxStagedHashesPerNode() int64 {
+	if x != nil && x.MaxStagedHashesPerNode != nil {
+		return *x.MaxStagedHashesPerNode
+	}
+	return 0
+}
+
+func (x *SetConfig) GetMaxStagedHashes() int64 {
+	if x != nil && x.MaxStagedHashes != nil {
+		return *x.MaxStagedHashes
+	}
+	return 0
+}
+
 // Config is the complete replicated configuration (snapshot record).
 type Config struct {
-	state               protoimpl.MessageState `protogen:"open.v1"`
-	GracePeriodNs       int64                  `protobuf:"varint,1,opt,name=grace_period_ns,json=gracePeriodNs,proto3" json:"grace_period_ns,omitempty"`
-	StaleThresholdNs    int64                  `protobuf:"varint,2,opt,name=stale_threshold_ns,json=staleThresholdNs,proto3" json:"stale_threshold_ns,omitempty"`
-	MinNodesReporting   int64                  `protobuf:"varint,3,opt,name=min_nodes_reporting,json=minNodesReporting,proto3" json:"min_nodes_reporting,omitempty"`
-	HistoryLimit        int64                  `protobuf:"varint,4,opt,name=history_limit,json=historyLimit,proto3" json:"history_limit,omitempty"`
-	TombstoneLimit      int64                  `protobuf:"varint,5,opt,name=tombstone_limit,json=tombstoneLimit,proto3" json:"tombstone_limit,omitempty"`
-	StalePolicy         StalePolicy            `protobuf:"varint,6,opt,name=stale_policy,json=stalePolicy,proto3,enum=blobgc.fsm.v1.StalePolicy" json:"stale_policy,omitempty"`
-	MaxEligibleFraction float64                `protobuf:"fixed64,7,opt,name=max_eligible_fraction,json=maxEligibleFraction,proto3" json:"max_eligible_fraction,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	GracePeriodNs          int64                  `protobuf:"varint,1,opt,name=grace_period_ns,json=gracePeriodNs,proto3" json:"grace_period_ns,omitempty"`
+	StaleThresholdNs       int64                  `protobuf:"varint,2,opt,name=stale_threshold_ns,json=staleThresholdNs,proto3" json:"stale_threshold_ns,omitempty"`
+	MinNodesReporting      int64                  `protobuf:"varint,3,opt,name=min_nodes_reporting,json=minNodesReporting,proto3" json:"min_nodes_reporting,omitempty"`
+	HistoryLimit           int64                  `protobuf:"varint,4,opt,name=history_limit,json=historyLimit,proto3" json:"history_limit,omitempty"`
+	TombstoneLimit         int64                  `protobuf:"varint,5,opt,name=tombstone_limit,json=tombstoneLimit,proto3" json:"tombstone_limit,omitempty"`
+	StalePolicy            StalePolicy            `protobuf:"varint,6,opt,name=stale_policy,json=stalePolicy,proto3,enum=blobgc.fsm.v1.StalePolicy" json:"stale_policy,omitempty"`
+	MaxEligibleFraction    float64                `protobuf:"fixed64,7,opt,name=max_eligible_fraction,json=maxEligibleFraction,proto3" json:"max_eligible_fraction,omitempty"`
+	MaxNodes               int64                  `protobuf:"varint,8,opt,name=max_nodes,json=maxNodes,proto3" json:"max_nodes,omitempty"`
+	MaxStagedHashesPerNode int64                  `protobuf:"varint,9,opt,name=max_staged_hashes_per_node,json=maxStagedHashesPerNode,proto3" json:"max_staged_hashes_per_node,omitempty"`
+	MaxStagedHashes        int64                  `protobuf:"varint,10,opt,name=max_staged_hashes,json=maxStagedHashes,proto3" json:"max_staged_hashes,omitempty"`
+	// Principal of the last SetConfig; empty for the defaults.
+	SetBy         string `protobuf:"bytes,11,opt,name=set_by,json=setBy,proto3" json:"set_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Config) Reset() {
@@ -1013,6 +1064,34 @@ func (x *Config) GetMaxEligibleFraction() float64 {
 	return 0
 }
 
+func (x *Config) GetMaxNodes() int64 {
+	if x != nil {
+		return x.MaxNodes
+	}
+	return 0
+}
+
+func (x *Config) GetMaxStagedHashesPerNode() int64 {
+	if x != nil {
+		return x.MaxStagedHashesPerNode
+	}
+	return 0
+}
+
+func (x *Config) GetMaxStagedHashes() int64 {
+	if x != nil {
+		return x.MaxStagedHashes
+	}
+	return 0
+}
+
+func (x *Config) GetSetBy() string {
+	if x != nil {
+		return x.SetBy
+	}
+	return ""
+}
+
 // SnapshotMeta is the first record of a snapshot stream.
 type SnapshotMeta struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -1026,8 +1105,12 @@ type SnapshotMeta struct {
 	StagingCount   uint64                 `protobuf:"varint,8,opt,name=staging_count,json=stagingCount,proto3" json:"staging_count,omitempty"`
 	HistoryCount   uint64                 `protobuf:"varint,9,opt,name=history_count,json=historyCount,proto3" json:"history_count,omitempty"`
 	TombstoneCount uint64                 `protobuf:"varint,10,opt,name=tombstone_count,json=tombstoneCount,proto3" json:"tombstone_count,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Version 2 on.
+	NextTombstoneSeq  uint64 `protobuf:"varint,11,opt,name=next_tombstone_seq,json=nextTombstoneSeq,proto3" json:"next_tombstone_seq,omitempty"`
+	ProvenanceCount   uint64 `protobuf:"varint,12,opt,name=provenance_count,json=provenanceCount,proto3" json:"provenance_count,omitempty"`
+	CycleRequestCount uint64 `protobuf:"varint,13,opt,name=cycle_request_count,json=cycleRequestCount,proto3" json:"cycle_request_count,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SnapshotMeta) Reset() {
@@ -1130,6 +1213,27 @@ func (x *SnapshotMeta) GetTombstoneCount() uint64 {
 	return 0
 }
 
+func (x *SnapshotMeta) GetNextTombstoneSeq() uint64 {
+	if x != nil {
+		return x.NextTombstoneSeq
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetProvenanceCount() uint64 {
+	if x != nil {
+		return x.ProvenanceCount
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetCycleRequestCount() uint64 {
+	if x != nil {
+		return x.CycleRequestCount
+	}
+	return 0
+}
+
 // SnapshotNode introduces one node's report; its hashes follow in batch
 // records.
 type SnapshotNode struct {
@@ -1228,12 +1332,15 @@ func (x *SnapshotNode) GetLastChunkReportId() uint64 {
 // SnapshotStaging introduces one node's partly received chunked report; its
 // hashes follow in batch records, in the order they were received.
 type SnapshotStaging struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	ReportId      uint64                 `protobuf:"varint,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
-	NextIndex     uint32                 `protobuf:"varint,3,opt,name=next_index,json=nextIndex,proto3" json:"next_index,omitempty"`
-	ActiveCount   uint64                 `protobuf:"varint,4,opt,name=active_count,json=activeCount,proto3" json:"active_count,omitempty"`
-	PinnedCount   uint64                 `protobuf:"varint,5,opt,name=pinned_count,json=pinnedCount,proto3" json:"pinned_count,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	NodeId      string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ReportId    uint64                 `protobuf:"varint,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	NextIndex   uint32                 `protobuf:"varint,3,opt,name=next_index,json=nextIndex,proto3" json:"next_index,omitempty"`
+	ActiveCount uint64                 `protobuf:"varint,4,opt,name=active_count,json=activeCount,proto3" json:"active_count,omitempty"`
+	PinnedCount uint64                 `protobuf:"varint,5,opt,name=pinned_count,json=pinnedCount,proto3" json:"pinned_count,omitempty"`
+	// Cluster time of the last chunk received (version 2 on); the stage
+	// expires a stale threshold later.
+	LastChunkNs   int64 `protobuf:"varint,6,opt,name=last_chunk_ns,json=lastChunkNs,proto3" json:"last_chunk_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1303,6 +1410,13 @@ func (x *SnapshotStaging) GetPinnedCount() uint64 {
 	return 0
 }
 
+func (x *SnapshotStaging) GetLastChunkNs() int64 {
+	if x != nil {
+		return x.LastChunkNs
+	}
+	return 0
+}
+
 // HistoryEvent is one recorded cycle.
 type HistoryEvent struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -1314,8 +1428,10 @@ type HistoryEvent struct {
 	Preserved      uint64                 `protobuf:"varint,6,opt,name=preserved,proto3" json:"preserved,omitempty"`
 	NodesReporting uint64                 `protobuf:"varint,7,opt,name=nodes_reporting,json=nodesReporting,proto3" json:"nodes_reporting,omitempty"`
 	Skipped        string                 `protobuf:"bytes,8,opt,name=skipped,proto3" json:"skipped,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Principal that ran the cycle ("scheduler" for scheduled cycles).
+	RunBy         string `protobuf:"bytes,9,opt,name=run_by,json=runBy,proto3" json:"run_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HistoryEvent) Reset() {
@@ -1404,16 +1520,228 @@ func (x *HistoryEvent) GetSkipped() string {
 	return ""
 }
 
+func (x *HistoryEvent) GetRunBy() string {
+	if x != nil {
+		return x.RunBy
+	}
+	return ""
+}
+
+// SnapshotProvenance is who pinned, claimed and confirmed one blob
+// (version 2 on), in hash order.
+type SnapshotProvenance struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	PinnedBy      string                 `protobuf:"bytes,2,opt,name=pinned_by,json=pinnedBy,proto3" json:"pinned_by,omitempty"`
+	ClaimedBy     string                 `protobuf:"bytes,3,opt,name=claimed_by,json=claimedBy,proto3" json:"claimed_by,omitempty"`
+	ClaimedAtNs   int64                  `protobuf:"varint,4,opt,name=claimed_at_ns,json=claimedAtNs,proto3" json:"claimed_at_ns,omitempty"`
+	ConfirmedBy   string                 `protobuf:"bytes,5,opt,name=confirmed_by,json=confirmedBy,proto3" json:"confirmed_by,omitempty"`
+	ConfirmedAtNs int64                  `protobuf:"varint,6,opt,name=confirmed_at_ns,json=confirmedAtNs,proto3" json:"confirmed_at_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotProvenance) Reset() {
+	*x = SnapshotProvenance{}
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotProvenance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotProvenance) ProtoMessage() {}
+
+func (x *SnapshotProvenance) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotProvenance.ProtoReflect.Descriptor instead.
+func (*SnapshotProvenance) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SnapshotProvenance) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *SnapshotProvenance) GetPinnedBy() string {
+	if x != nil {
+		return x.PinnedBy
+	}
+	return ""
+}
+
+func (x *SnapshotProvenance) GetClaimedBy() string {
+	if x != nil {
+		return x.ClaimedBy
+	}
+	return ""
+}
+
+func (x *SnapshotProvenance) GetClaimedAtNs() int64 {
+	if x != nil {
+		return x.ClaimedAtNs
+	}
+	return 0
+}
+
+func (x *SnapshotProvenance) GetConfirmedBy() string {
+	if x != nil {
+		return x.ConfirmedBy
+	}
+	return ""
+}
+
+func (x *SnapshotProvenance) GetConfirmedAtNs() int64 {
+	if x != nil {
+		return x.ConfirmedAtNs
+	}
+	return 0
+}
+
+// SnapshotCycleRequest is one remembered RunCycle request id with its
+// result (version 2 on), oldest first.
+type SnapshotCycleRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	RequestId         string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	TimeNs            int64                  `protobuf:"varint,3,opt,name=time_ns,json=timeNs,proto3" json:"time_ns,omitempty"`
+	NewlyMarked       []byte                 `protobuf:"bytes,4,opt,name=newly_marked,json=newlyMarked,proto3" json:"newly_marked,omitempty"` // packed 32-byte hashes, sorted
+	ActiveCount       int64                  `protobuf:"varint,5,opt,name=active_count,json=activeCount,proto3" json:"active_count,omitempty"`
+	PinnedCount       int64                  `protobuf:"varint,6,opt,name=pinned_count,json=pinnedCount,proto3" json:"pinned_count,omitempty"`
+	UnreferencedCount int64                  `protobuf:"varint,7,opt,name=unreferenced_count,json=unreferencedCount,proto3" json:"unreferenced_count,omitempty"`
+	StaleNodes        []string               `protobuf:"bytes,8,rep,name=stale_nodes,json=staleNodes,proto3" json:"stale_nodes,omitempty"`
+	NodesReporting    int64                  `protobuf:"varint,9,opt,name=nodes_reporting,json=nodesReporting,proto3" json:"nodes_reporting,omitempty"`
+	Skipped           string                 `protobuf:"bytes,10,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	EligibleCount     int64                  `protobuf:"varint,11,opt,name=eligible_count,json=eligibleCount,proto3" json:"eligible_count,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *SnapshotCycleRequest) Reset() {
+	*x = SnapshotCycleRequest{}
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotCycleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotCycleRequest) ProtoMessage() {}
+
+func (x *SnapshotCycleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotCycleRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotCycleRequest) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SnapshotCycleRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *SnapshotCycleRequest) GetTimeNs() int64 {
+	if x != nil {
+		return x.TimeNs
+	}
+	return 0
+}
+
+func (x *SnapshotCycleRequest) GetNewlyMarked() []byte {
+	if x != nil {
+		return x.NewlyMarked
+	}
+	return nil
+}
+
+func (x *SnapshotCycleRequest) GetActiveCount() int64 {
+	if x != nil {
+		return x.ActiveCount
+	}
+	return 0
+}
+
+func (x *SnapshotCycleRequest) GetPinnedCount() int64 {
+	if x != nil {
+		return x.PinnedCount
+	}
+	return 0
+}
+
+func (x *SnapshotCycleRequest) GetUnreferencedCount() int64 {
+	if x != nil {
+		return x.UnreferencedCount
+	}
+	return 0
+}
+
+func (x *SnapshotCycleRequest) GetStaleNodes() []string {
+	if x != nil {
+		return x.StaleNodes
+	}
+	return nil
+}
+
+func (x *SnapshotCycleRequest) GetNodesReporting() int64 {
+	if x != nil {
+		return x.NodesReporting
+	}
+	return 0
+}
+
+func (x *SnapshotCycleRequest) GetSkipped() string {
+	if x != nil {
+		return x.Skipped
+	}
+	return ""
+}
+
+func (x *SnapshotCycleRequest) GetEligibleCount() int64 {
+	if x != nil {
+		return x.EligibleCount
+	}
+	return 0
+}
+
 var File_fsm_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x13fsm/fsmpb/fsm.proto\x12\rblobgc.fsm.v1\"\xbc\x05\n" +
+	"\x13fsm/fsmpb/fsm.proto\x12\rblobgc.fsm.v1\"\xda\x05\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x17\n" +
 	"\atime_ns\x18\x02 \x01(\x03R\x06timeNs\x12 \n" +
 	"\fwall_time_ns\x18\x03 \x01(\x03R\n" +
-	"wallTimeNs\x12E\n" +
+	"wallTimeNs\x12\x1c\n" +
+	"\tprincipal\x18\x04 \x01(\tR\tprincipal\x12E\n" +
 	"\x0eregister_blobs\x18\n" +
 	" \x01(\v2\x1c.blobgc.fsm.v1.RegisterBlobsH\x00R\rregisterBlobs\x12&\n" +
 	"\x03pin\x18\v \x01(\v2\x12.blobgc.fsm.v1.PinH\x00R\x03pin\x12,\n" +
@@ -1448,14 +1776,15 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"last_chunk\x18\n" +
 	" \x01(\bR\tlastChunk\")\n" +
 	"\x0eDeregisterNode\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\")\n" +
+	"\bRunCycle\x12\x1d\n" +
 	"\n" +
-	"\bRunCycle\"\x11\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"\x11\n" +
 	"\x0fPruneStaleNodes\"\x1f\n" +
 	"\x05Claim\x12\x16\n" +
 	"\x06hashes\x18\x01 \x01(\fR\x06hashes\"*\n" +
 	"\x10ConfirmCollected\x12\x16\n" +
-	"\x06hashes\x18\x01 \x01(\fR\x06hashes\"\xf3\x03\n" +
+	"\x06hashes\x18\x01 \x01(\fR\x06hashes\"\xca\x05\n" +
 	"\tSetConfig\x12+\n" +
 	"\x0fgrace_period_ns\x18\x01 \x01(\x03H\x00R\rgracePeriodNs\x88\x01\x01\x121\n" +
 	"\x12stale_threshold_ns\x18\x02 \x01(\x03H\x01R\x10staleThresholdNs\x88\x01\x01\x123\n" +
@@ -1463,13 +1792,21 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\rhistory_limit\x18\x04 \x01(\x03H\x03R\fhistoryLimit\x88\x01\x01\x12,\n" +
 	"\x0ftombstone_limit\x18\x05 \x01(\x03H\x04R\x0etombstoneLimit\x88\x01\x01\x12=\n" +
 	"\fstale_policy\x18\x06 \x01(\x0e2\x1a.blobgc.fsm.v1.StalePolicyR\vstalePolicy\x127\n" +
-	"\x15max_eligible_fraction\x18\a \x01(\x01H\x05R\x13maxEligibleFraction\x88\x01\x01B\x12\n" +
+	"\x15max_eligible_fraction\x18\a \x01(\x01H\x05R\x13maxEligibleFraction\x88\x01\x01\x12 \n" +
+	"\tmax_nodes\x18\b \x01(\x03H\x06R\bmaxNodes\x88\x01\x01\x12?\n" +
+	"\x1amax_staged_hashes_per_node\x18\t \x01(\x03H\aR\x16maxStagedHashesPerNode\x88\x01\x01\x12/\n" +
+	"\x11max_staged_hashes\x18\n" +
+	" \x01(\x03H\bR\x0fmaxStagedHashes\x88\x01\x01B\x12\n" +
 	"\x10_grace_period_nsB\x15\n" +
 	"\x13_stale_threshold_nsB\x16\n" +
 	"\x14_min_nodes_reportingB\x10\n" +
 	"\x0e_history_limitB\x12\n" +
 	"\x10_tombstone_limitB\x18\n" +
-	"\x16_max_eligible_fraction\"\xcf\x02\n" +
+	"\x16_max_eligible_fractionB\f\n" +
+	"\n" +
+	"_max_nodesB\x1d\n" +
+	"\x1b_max_staged_hashes_per_nodeB\x14\n" +
+	"\x12_max_staged_hashes\"\xeb\x03\n" +
 	"\x06Config\x12&\n" +
 	"\x0fgrace_period_ns\x18\x01 \x01(\x03R\rgracePeriodNs\x12,\n" +
 	"\x12stale_threshold_ns\x18\x02 \x01(\x03R\x10staleThresholdNs\x12.\n" +
@@ -1477,7 +1814,12 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\rhistory_limit\x18\x04 \x01(\x03R\fhistoryLimit\x12'\n" +
 	"\x0ftombstone_limit\x18\x05 \x01(\x03R\x0etombstoneLimit\x12=\n" +
 	"\fstale_policy\x18\x06 \x01(\x0e2\x1a.blobgc.fsm.v1.StalePolicyR\vstalePolicy\x122\n" +
-	"\x15max_eligible_fraction\x18\a \x01(\x01R\x13maxEligibleFraction\"\x87\x03\n" +
+	"\x15max_eligible_fraction\x18\a \x01(\x01R\x13maxEligibleFraction\x12\x1b\n" +
+	"\tmax_nodes\x18\b \x01(\x03R\bmaxNodes\x12:\n" +
+	"\x1amax_staged_hashes_per_node\x18\t \x01(\x03R\x16maxStagedHashesPerNode\x12*\n" +
+	"\x11max_staged_hashes\x18\n" +
+	" \x01(\x03R\x0fmaxStagedHashes\x12\x15\n" +
+	"\x06set_by\x18\v \x01(\tR\x05setBy\"\x90\x04\n" +
 	"\fSnapshotMeta\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12&\n" +
 	"\x0fcluster_time_ns\x18\x02 \x01(\x03R\rclusterTimeNs\x12 \n" +
@@ -1492,7 +1834,10 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\rstaging_count\x18\b \x01(\x04R\fstagingCount\x12#\n" +
 	"\rhistory_count\x18\t \x01(\x04R\fhistoryCount\x12'\n" +
 	"\x0ftombstone_count\x18\n" +
-	" \x01(\x04R\x0etombstoneCount\"\xef\x01\n" +
+	" \x01(\x04R\x0etombstoneCount\x12,\n" +
+	"\x12next_tombstone_seq\x18\v \x01(\x04R\x10nextTombstoneSeq\x12)\n" +
+	"\x10provenance_count\x18\f \x01(\x04R\x0fprovenanceCount\x12.\n" +
+	"\x13cycle_request_count\x18\r \x01(\x04R\x11cycleRequestCount\"\xef\x01\n" +
 	"\fSnapshotNode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
 	"\x0elast_report_ns\x18\x02 \x01(\x03R\flastReportNs\x12 \n" +
@@ -1501,14 +1846,15 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12!\n" +
 	"\factive_count\x18\x05 \x01(\x04R\vactiveCount\x12!\n" +
 	"\fpinned_count\x18\x06 \x01(\x04R\vpinnedCount\x12/\n" +
-	"\x14last_chunk_report_id\x18\a \x01(\x04R\x11lastChunkReportId\"\xac\x01\n" +
+	"\x14last_chunk_report_id\x18\a \x01(\x04R\x11lastChunkReportId\"\xd0\x01\n" +
 	"\x0fSnapshotStaging\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\treport_id\x18\x02 \x01(\x04R\breportId\x12\x1d\n" +
 	"\n" +
 	"next_index\x18\x03 \x01(\rR\tnextIndex\x12!\n" +
 	"\factive_count\x18\x04 \x01(\x04R\vactiveCount\x12!\n" +
-	"\fpinned_count\x18\x05 \x01(\x04R\vpinnedCount\"\x86\x02\n" +
+	"\fpinned_count\x18\x05 \x01(\x04R\vpinnedCount\x12\"\n" +
+	"\rlast_chunk_ns\x18\x06 \x01(\x03R\vlastChunkNs\"\x9d\x02\n" +
 	"\fHistoryEvent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x17\n" +
 	"\atime_ns\x18\x02 \x01(\x03R\x06timeNs\x12 \n" +
@@ -1518,7 +1864,30 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0eeligible_count\x18\x05 \x01(\x04R\religibleCount\x12\x1c\n" +
 	"\tpreserved\x18\x06 \x01(\x04R\tpreserved\x12'\n" +
 	"\x0fnodes_reporting\x18\a \x01(\x04R\x0enodesReporting\x12\x18\n" +
-	"\askipped\x18\b \x01(\tR\askipped*m\n" +
+	"\askipped\x18\b \x01(\tR\askipped\x12\x15\n" +
+	"\x06run_by\x18\t \x01(\tR\x05runBy\"\xd3\x01\n" +
+	"\x12SnapshotProvenance\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x1b\n" +
+	"\tpinned_by\x18\x02 \x01(\tR\bpinnedBy\x12\x1d\n" +
+	"\n" +
+	"claimed_by\x18\x03 \x01(\tR\tclaimedBy\x12\"\n" +
+	"\rclaimed_at_ns\x18\x04 \x01(\x03R\vclaimedAtNs\x12!\n" +
+	"\fconfirmed_by\x18\x05 \x01(\tR\vconfirmedBy\x12&\n" +
+	"\x0fconfirmed_at_ns\x18\x06 \x01(\x03R\rconfirmedAtNs\"\xf7\x02\n" +
+	"\x14SnapshotCycleRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x17\n" +
+	"\atime_ns\x18\x03 \x01(\x03R\x06timeNs\x12!\n" +
+	"\fnewly_marked\x18\x04 \x01(\fR\vnewlyMarked\x12!\n" +
+	"\factive_count\x18\x05 \x01(\x03R\vactiveCount\x12!\n" +
+	"\fpinned_count\x18\x06 \x01(\x03R\vpinnedCount\x12-\n" +
+	"\x12unreferenced_count\x18\a \x01(\x03R\x11unreferencedCount\x12\x1f\n" +
+	"\vstale_nodes\x18\b \x03(\tR\n" +
+	"staleNodes\x12'\n" +
+	"\x0fnodes_reporting\x18\t \x01(\x03R\x0enodesReporting\x12\x18\n" +
+	"\askipped\x18\n" +
+	" \x01(\tR\askipped\x12%\n" +
+	"\x0eeligible_count\x18\v \x01(\x03R\religibleCountJ\x04\b\x02\x10\x03*m\n" +
 	"\n" +
 	"ReportKind\x12\x1b\n" +
 	"\x17REPORT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -1543,26 +1912,28 @@ func file_fsm_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fsm_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_fsm_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_fsm_fsmpb_fsm_proto_goTypes = []any{
-	(ReportKind)(0),          // 0: blobgc.fsm.v1.ReportKind
-	(StalePolicy)(0),         // 1: blobgc.fsm.v1.StalePolicy
-	(*Command)(nil),          // 2: blobgc.fsm.v1.Command
-	(*RegisterBlobs)(nil),    // 3: blobgc.fsm.v1.RegisterBlobs
-	(*Pin)(nil),              // 4: blobgc.fsm.v1.Pin
-	(*Unpin)(nil),            // 5: blobgc.fsm.v1.Unpin
-	(*Report)(nil),           // 6: blobgc.fsm.v1.Report
-	(*DeregisterNode)(nil),   // 7: blobgc.fsm.v1.DeregisterNode
-	(*RunCycle)(nil),         // 8: blobgc.fsm.v1.RunCycle
-	(*PruneStaleNodes)(nil),  // 9: blobgc.fsm.v1.PruneStaleNodes
-	(*Claim)(nil),            // 10: blobgc.fsm.v1.Claim
-	(*ConfirmCollected)(nil), // 11: blobgc.fsm.v1.ConfirmCollected
-	(*SetConfig)(nil),        // 12: blobgc.fsm.v1.SetConfig
-	(*Config)(nil),           // 13: blobgc.fsm.v1.Config
-	(*SnapshotMeta)(nil),     // 14: blobgc.fsm.v1.SnapshotMeta
-	(*SnapshotNode)(nil),     // 15: blobgc.fsm.v1.SnapshotNode
-	(*SnapshotStaging)(nil),  // 16: blobgc.fsm.v1.SnapshotStaging
-	(*HistoryEvent)(nil),     // 17: blobgc.fsm.v1.HistoryEvent
+	(ReportKind)(0),              // 0: blobgc.fsm.v1.ReportKind
+	(StalePolicy)(0),             // 1: blobgc.fsm.v1.StalePolicy
+	(*Command)(nil),              // 2: blobgc.fsm.v1.Command
+	(*RegisterBlobs)(nil),        // 3: blobgc.fsm.v1.RegisterBlobs
+	(*Pin)(nil),                  // 4: blobgc.fsm.v1.Pin
+	(*Unpin)(nil),                // 5: blobgc.fsm.v1.Unpin
+	(*Report)(nil),               // 6: blobgc.fsm.v1.Report
+	(*DeregisterNode)(nil),       // 7: blobgc.fsm.v1.DeregisterNode
+	(*RunCycle)(nil),             // 8: blobgc.fsm.v1.RunCycle
+	(*PruneStaleNodes)(nil),      // 9: blobgc.fsm.v1.PruneStaleNodes
+	(*Claim)(nil),                // 10: blobgc.fsm.v1.Claim
+	(*ConfirmCollected)(nil),     // 11: blobgc.fsm.v1.ConfirmCollected
+	(*SetConfig)(nil),            // 12: blobgc.fsm.v1.SetConfig
+	(*Config)(nil),               // 13: blobgc.fsm.v1.Config
+	(*SnapshotMeta)(nil),         // 14: blobgc.fsm.v1.SnapshotMeta
+	(*SnapshotNode)(nil),         // 15: blobgc.fsm.v1.SnapshotNode
+	(*SnapshotStaging)(nil),      // 16: blobgc.fsm.v1.SnapshotStaging
+	(*HistoryEvent)(nil),         // 17: blobgc.fsm.v1.HistoryEvent
+	(*SnapshotProvenance)(nil),   // 18: blobgc.fsm.v1.SnapshotProvenance
+	(*SnapshotCycleRequest)(nil), // 19: blobgc.fsm.v1.SnapshotCycleRequest
 }
 var file_fsm_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: blobgc.fsm.v1.Command.register_blobs:type_name -> blobgc.fsm.v1.RegisterBlobs
@@ -1610,7 +1981,7 @@ func file_fsm_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_fsmpb_fsm_proto_rawDesc), len(file_fsm_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -790,8 +790,16 @@ type BlobStatus struct {
 	ReferencedBy []string `protobuf:"bytes,5,rep,name=referenced_by,json=referencedBy,proto3" json:"referenced_by,omitempty"`
 	PinnedBy     []string `protobuf:"bytes,6,rep,name=pinned_by,json=pinnedBy,proto3" json:"pinned_by,omitempty"`
 	// A live report names a blob that is being or has been deleted.
-	Dangling      bool `protobuf:"varint,7,opt,name=dangling,proto3" json:"dangling,omitempty"`
-	Registered    bool `protobuf:"varint,8,opt,name=registered,proto3" json:"registered,omitempty"`
+	Dangling   bool `protobuf:"varint,7,opt,name=dangling,proto3" json:"dangling,omitempty"`
+	Registered bool `protobuf:"varint,8,opt,name=registered,proto3" json:"registered,omitempty"`
+	// Provenance (GetStatus only). Who set the coordinator pin.
+	CoordinatorPinnedBy string `protobuf:"bytes,9,opt,name=coordinator_pinned_by,json=coordinatorPinnedBy,proto3" json:"coordinator_pinned_by,omitempty"`
+	// DELETING and COLLECTED: who claimed the blob, at what cluster time (ns).
+	ClaimedBy   string `protobuf:"bytes,10,opt,name=claimed_by,json=claimedBy,proto3" json:"claimed_by,omitempty"`
+	ClaimedAtNs int64  `protobuf:"varint,11,opt,name=claimed_at_ns,json=claimedAtNs,proto3" json:"claimed_at_ns,omitempty"`
+	// COLLECTED: who confirmed the deletion, at what cluster time (ns).
+	ConfirmedBy   string `protobuf:"bytes,12,opt,name=confirmed_by,json=confirmedBy,proto3" json:"confirmed_by,omitempty"`
+	ConfirmedAtNs int64  `protobuf:"varint,13,opt,name=confirmed_at_ns,json=confirmedAtNs,proto3" json:"confirmed_at_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -880,6 +888,41 @@ func (x *BlobStatus) GetRegistered() bool {
 		return x.Registered
 	}
 	return false
+}
+
+func (x *BlobStatus) GetCoordinatorPinnedBy() string {
+	if x != nil {
+		return x.CoordinatorPinnedBy
+	}
+	return ""
+}
+
+func (x *BlobStatus) GetClaimedBy() string {
+	if x != nil {
+		return x.ClaimedBy
+	}
+	return ""
+}
+
+func (x *BlobStatus) GetClaimedAtNs() int64 {
+	if x != nil {
+		return x.ClaimedAtNs
+	}
+	return 0
+}
+
+func (x *BlobStatus) GetConfirmedBy() string {
+	if x != nil {
+		return x.ConfirmedBy
+	}
+	return ""
+}
+
+func (x *BlobStatus) GetConfirmedAtNs() int64 {
+	if x != nil {
+		return x.ConfirmedAtNs
+	}
+	return 0
 }
 
 type ListBlobsRequest struct {
@@ -1399,7 +1442,12 @@ func (x *ListNodesResponse) GetNodes() []*NodeInfo {
 type RunCycleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Compute what the cycle would do without applying it.
-	DryRun        bool `protobuf:"varint,1,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	DryRun bool `protobuf:"varint,1,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Chosen by the client once per logical call (random) and reused on
+	// retries: the cluster runs one cycle per id and answers a retry with the
+	// first result (duplicate set). Empty: no deduplication. At most 64
+	// printable ASCII characters.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1441,6 +1489,13 @@ func (x *RunCycleRequest) GetDryRun() bool {
 	return false
 }
 
+func (x *RunCycleRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type CycleResult struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	TimeNs            int64                  `protobuf:"varint,1,opt,name=time_ns,json=timeNs,proto3" json:"time_ns,omitempty"`
@@ -1452,9 +1507,12 @@ type CycleResult struct {
 	StaleNodes        []string               `protobuf:"bytes,7,rep,name=stale_nodes,json=staleNodes,proto3" json:"stale_nodes,omitempty"`
 	NodesReporting    int64                  `protobuf:"varint,8,opt,name=nodes_reporting,json=nodesReporting,proto3" json:"nodes_reporting,omitempty"`
 	// Why nothing was marked, if so.
-	Skipped       string `protobuf:"bytes,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
-	DryRun        bool   `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	AppliedIndex  uint64 `protobuf:"varint,11,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Skipped      string `protobuf:"bytes,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	DryRun       bool   `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,11,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// A retry of a request id already run: the fields are the first run's,
+	// except eligible, which lists the blobs MARKED now.
+	Duplicate     bool `protobuf:"varint,12,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1564,6 +1622,13 @@ func (x *CycleResult) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *CycleResult) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 type PruneStaleNodesRequest struct {
@@ -1724,8 +1789,10 @@ type HistoryEvent struct {
 	Preserved      int64                  `protobuf:"varint,6,opt,name=preserved,proto3" json:"preserved,omitempty"`
 	NodesReporting int64                  `protobuf:"varint,7,opt,name=nodes_reporting,json=nodesReporting,proto3" json:"nodes_reporting,omitempty"`
 	Skipped        string                 `protobuf:"bytes,8,opt,name=skipped,proto3" json:"skipped,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Principal that ran the cycle ("scheduler" for scheduled cycles).
+	RunBy         string `protobuf:"bytes,9,opt,name=run_by,json=runBy,proto3" json:"run_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HistoryEvent) Reset() {
@@ -1810,6 +1877,13 @@ func (x *HistoryEvent) GetNodesReporting() int64 {
 func (x *HistoryEvent) GetSkipped() string {
 	if x != nil {
 		return x.Skipped
+	}
+	return ""
+}
+
+func (x *HistoryEvent) GetRunBy() string {
+	if x != nil {
+		return x.RunBy
 	}
 	return ""
 }
@@ -1919,8 +1993,16 @@ type Config struct {
 	StalePolicy         StalePolicy            `protobuf:"varint,5,opt,name=stale_policy,json=stalePolicy,proto3,enum=blobgc.v1.StalePolicy" json:"stale_policy,omitempty"`
 	MaxEligibleFraction float64                `protobuf:"fixed64,6,opt,name=max_eligible_fraction,json=maxEligibleFraction,proto3" json:"max_eligible_fraction,omitempty"`
 	TombstoneLimit      int64                  `protobuf:"varint,7,opt,name=tombstone_limit,json=tombstoneLimit,proto3" json:"tombstone_limit,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// A report from a node beyond this many is refused (ResourceExhausted).
+	MaxNodes int64 `protobuf:"varint,8,opt,name=max_nodes,json=maxNodes,proto3" json:"max_nodes,omitempty"`
+	// Hashes one node may hold staged in an unfinished chunked full report.
+	MaxStagedHashesPerNode int64 `protobuf:"varint,9,opt,name=max_staged_hashes_per_node,json=maxStagedHashesPerNode,proto3" json:"max_staged_hashes_per_node,omitempty"`
+	// Hashes all nodes together may hold staged.
+	MaxStagedHashes int64 `protobuf:"varint,10,opt,name=max_staged_hashes,json=maxStagedHashes,proto3" json:"max_staged_hashes,omitempty"`
+	// Principal of the last SetConfig; empty for the defaults.
+	SetBy         string `protobuf:"bytes,11,opt,name=set_by,json=setBy,proto3" json:"set_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Config) Reset() {
@@ -2002,18 +2084,49 @@ func (x *Config) GetTombstoneLimit() int64 {
 	return 0
 }
 
+func (x *Config) GetMaxNodes() int64 {
+	if x != nil {
+		return x.MaxNodes
+	}
+	return 0
+}
+
+func (x *Config) GetMaxStagedHashesPerNode() int64 {
+	if x != nil {
+		return x.MaxStagedHashesPerNode
+	}
+	return 0
+}
+
+func (x *Config) GetMaxStagedHashes() int64 {
+	if x != nil {
+		return x.MaxStagedHashes
+	}
+	return 0
+}
+
+func (x *Config) GetSetBy() string {
+	if x != nil {
+		return x.SetBy
+	}
+	return ""
+}
+
 // Fields that are set change; the others keep their value.
 type SetConfigRequest struct {
-	state               protoimpl.MessageState `protogen:"open.v1"`
-	GracePeriodNs       *int64                 `protobuf:"varint,1,opt,name=grace_period_ns,json=gracePeriodNs,proto3,oneof" json:"grace_period_ns,omitempty"`
-	StaleThresholdNs    *int64                 `protobuf:"varint,2,opt,name=stale_threshold_ns,json=staleThresholdNs,proto3,oneof" json:"stale_threshold_ns,omitempty"`
-	MinNodesReporting   *int64                 `protobuf:"varint,3,opt,name=min_nodes_reporting,json=minNodesReporting,proto3,oneof" json:"min_nodes_reporting,omitempty"`
-	HistoryLimit        *int64                 `protobuf:"varint,4,opt,name=history_limit,json=historyLimit,proto3,oneof" json:"history_limit,omitempty"`
-	StalePolicy         *StalePolicy           `protobuf:"varint,5,opt,name=stale_policy,json=stalePolicy,proto3,enum=blobgc.v1.StalePolicy,oneof" json:"stale_policy,omitempty"`
-	MaxEligibleFraction *float64               `protobuf:"fixed64,6,opt,name=max_eligible_fraction,json=maxEligibleFraction,proto3,oneof" json:"max_eligible_fraction,omitempty"`
-	TombstoneLimit      *int64                 `protobuf:"varint,7,opt,name=tombstone_limit,json=tombstoneLimit,proto3,oneof" json:"tombstone_limit,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	GracePeriodNs          *int64                 `protobuf:"varint,1,opt,name=grace_period_ns,json=gracePeriodNs,proto3,oneof" json:"grace_period_ns,omitempty"`
+	StaleThresholdNs       *int64                 `protobuf:"varint,2,opt,name=stale_threshold_ns,json=staleThresholdNs,proto3,oneof" json:"stale_threshold_ns,omitempty"`
+	MinNodesReporting      *int64                 `protobuf:"varint,3,opt,name=min_nodes_reporting,json=minNodesReporting,proto3,oneof" json:"min_nodes_reporting,omitempty"`
+	HistoryLimit           *int64                 `protobuf:"varint,4,opt,name=history_limit,json=historyLimit,proto3,oneof" json:"history_limit,omitempty"`
+	StalePolicy            *StalePolicy           `protobuf:"varint,5,opt,name=stale_policy,json=stalePolicy,proto3,enum=blobgc.v1.StalePolicy,oneof" json:"stale_policy,omitempty"`
+	MaxEligibleFraction    *float64               `protobuf:"fixed64,6,opt,name=max_eligible_fraction,json=maxEligibleFraction,proto3,oneof" json:"max_eligible_fraction,omitempty"`
+	TombstoneLimit         *int64                 `protobuf:"varint,7,opt,name=tombstone_limit,json=tombstoneLimit,proto3,oneof" json:"tombstone_limit,omitempty"`
+	MaxNodes               *int64                 `protobuf:"varint,8,opt,name=max_nodes,json=maxNodes,proto3,oneof" json:"max_nodes,omitempty"`
+	MaxStagedHashesPerNode *int64                 `protobuf:"varint,9,opt,name=max_staged_hashes_per_node,json=maxStagedHashesPerNode,proto3,oneof" json:"max_staged_hashes_per_node,omitempty"`
+	MaxStagedHashes        *int64                 `protobuf:"varint,10,opt,name=max_staged_hashes,json=maxStagedHashes,proto3,oneof" json:"max_staged_hashes,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *SetConfigRequest) Reset() {
@@ -2091,6 +2204,27 @@ func (x *SetConfigRequest) GetMaxEligibleFraction() float64 {
 func (x *SetConfigRequest) GetTombstoneLimit() int64 {
 	if x != nil && x.TombstoneLimit != nil {
 		return *x.TombstoneLimit
+	}
+	return 0
+}
+
+func (x *SetConfigRequest) GetMaxNodes() int64 {
+	if x != nil && x.MaxNodes != nil {
+		return *x.MaxNodes
+	}
+	return 0
+}
+
+func (x *SetConfigRequest) GetMaxStagedHashesPerNode() int64 {
+	if x != nil && x.MaxStagedHashesPerNode != nil {
+		return *x.MaxStagedHashesPerNode
+	}
+	return 0
+}
+
+func (x *SetConfigRequest) GetMaxStagedHashes() int64 {
+	if x != nil && x.MaxStagedHashes != nil {
+		return *x.MaxStagedHashes
 	}
 	return 0
 }
@@ -2802,7 +2936,7 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"`\n" +
 	"\x10GetStatusRequest\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x128\n" +
-	"\vconsistency\x18\x02 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\"\xa7\x02\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\"\xe9\x03\n" +
 	"\n" +
 	"BlobStatus\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12*\n" +
@@ -2814,7 +2948,14 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\bdangling\x18\a \x01(\bR\bdangling\x12\x1e\n" +
 	"\n" +
 	"registered\x18\b \x01(\bR\n" +
-	"registered\"\xb4\x01\n" +
+	"registered\x122\n" +
+	"\x15coordinator_pinned_by\x18\t \x01(\tR\x13coordinatorPinnedBy\x12\x1d\n" +
+	"\n" +
+	"claimed_by\x18\n" +
+	" \x01(\tR\tclaimedBy\x12\"\n" +
+	"\rclaimed_at_ns\x18\v \x01(\x03R\vclaimedAtNs\x12!\n" +
+	"\fconfirmed_by\x18\f \x01(\tR\vconfirmedBy\x12&\n" +
+	"\x0fconfirmed_at_ns\x18\r \x01(\x03R\rconfirmedAtNs\"\xb4\x01\n" +
 	"\x10ListBlobsRequest\x12*\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x14.blobgc.v1.BlobStateR\x05state\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -2856,9 +2997,11 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\x06pinned\x18\x06 \x01(\x03R\x06pinned\x12\x14\n" +
 	"\x05stale\x18\a \x01(\bR\x05stale\">\n" +
 	"\x11ListNodesResponse\x12)\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x13.blobgc.v1.NodeInfoR\x05nodes\"*\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x13.blobgc.v1.NodeInfoR\x05nodes\"I\n" +
 	"\x0fRunCycleRequest\x12\x17\n" +
-	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"\xfc\x02\n" +
+	"\adry_run\x18\x01 \x01(\bR\x06dryRun\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\x9a\x03\n" +
 	"\vCycleResult\x12\x17\n" +
 	"\atime_ns\x18\x01 \x01(\x03R\x06timeNs\x12\x1a\n" +
 	"\beligible\x18\x02 \x03(\fR\beligible\x12!\n" +
@@ -2872,7 +3015,8 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\askipped\x18\t \x01(\tR\askipped\x12\x17\n" +
 	"\adry_run\x18\n" +
 	" \x01(\bR\x06dryRun\x12#\n" +
-	"\rapplied_index\x18\v \x01(\x04R\fappliedIndex\"\x18\n" +
+	"\rapplied_index\x18\v \x01(\x04R\fappliedIndex\x12\x1c\n" +
+	"\tduplicate\x18\f \x01(\bR\tduplicate\"\x18\n" +
 	"\x16PruneStaleNodesRequest\"V\n" +
 	"\x17PruneStaleNodesResponse\x12\x16\n" +
 	"\x06pruned\x18\x01 \x03(\tR\x06pruned\x12#\n" +
@@ -2881,7 +3025,7 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x128\n" +
-	"\vconsistency\x18\x03 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\"\x86\x02\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\"\x9d\x02\n" +
 	"\fHistoryEvent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x17\n" +
 	"\atime_ns\x18\x02 \x01(\x03R\x06timeNs\x12 \n" +
@@ -2891,12 +3035,13 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\x0eeligible_count\x18\x05 \x01(\x03R\religibleCount\x12\x1c\n" +
 	"\tpreserved\x18\x06 \x01(\x03R\tpreserved\x12'\n" +
 	"\x0fnodes_reporting\x18\a \x01(\x03R\x0enodesReporting\x12\x18\n" +
-	"\askipped\x18\b \x01(\tR\askipped\"j\n" +
+	"\askipped\x18\b \x01(\tR\askipped\x12\x15\n" +
+	"\x06run_by\x18\t \x01(\tR\x05runBy\"j\n" +
 	"\x0fHistoryResponse\x12/\n" +
 	"\x06events\x18\x01 \x03(\v2\x17.blobgc.v1.HistoryEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"L\n" +
 	"\x10GetConfigRequest\x128\n" +
-	"\vconsistency\x18\x01 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\"\xcb\x02\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\"\xe7\x03\n" +
 	"\x06Config\x12&\n" +
 	"\x0fgrace_period_ns\x18\x01 \x01(\x03R\rgracePeriodNs\x12,\n" +
 	"\x12stale_threshold_ns\x18\x02 \x01(\x03R\x10staleThresholdNs\x12.\n" +
@@ -2904,7 +3049,12 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\rhistory_limit\x18\x04 \x01(\x03R\fhistoryLimit\x129\n" +
 	"\fstale_policy\x18\x05 \x01(\x0e2\x16.blobgc.v1.StalePolicyR\vstalePolicy\x122\n" +
 	"\x15max_eligible_fraction\x18\x06 \x01(\x01R\x13maxEligibleFraction\x12'\n" +
-	"\x0ftombstone_limit\x18\a \x01(\x03R\x0etombstoneLimit\"\x8c\x04\n" +
+	"\x0ftombstone_limit\x18\a \x01(\x03R\x0etombstoneLimit\x12\x1b\n" +
+	"\tmax_nodes\x18\b \x01(\x03R\bmaxNodes\x12:\n" +
+	"\x1amax_staged_hashes_per_node\x18\t \x01(\x03R\x16maxStagedHashesPerNode\x12*\n" +
+	"\x11max_staged_hashes\x18\n" +
+	" \x01(\x03R\x0fmaxStagedHashes\x12\x15\n" +
+	"\x06set_by\x18\v \x01(\tR\x05setBy\"\xe3\x05\n" +
 	"\x10SetConfigRequest\x12+\n" +
 	"\x0fgrace_period_ns\x18\x01 \x01(\x03H\x00R\rgracePeriodNs\x88\x01\x01\x121\n" +
 	"\x12stale_threshold_ns\x18\x02 \x01(\x03H\x01R\x10staleThresholdNs\x88\x01\x01\x123\n" +
@@ -2912,14 +3062,22 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\rhistory_limit\x18\x04 \x01(\x03H\x03R\fhistoryLimit\x88\x01\x01\x12>\n" +
 	"\fstale_policy\x18\x05 \x01(\x0e2\x16.blobgc.v1.StalePolicyH\x04R\vstalePolicy\x88\x01\x01\x127\n" +
 	"\x15max_eligible_fraction\x18\x06 \x01(\x01H\x05R\x13maxEligibleFraction\x88\x01\x01\x12,\n" +
-	"\x0ftombstone_limit\x18\a \x01(\x03H\x06R\x0etombstoneLimit\x88\x01\x01B\x12\n" +
+	"\x0ftombstone_limit\x18\a \x01(\x03H\x06R\x0etombstoneLimit\x88\x01\x01\x12 \n" +
+	"\tmax_nodes\x18\b \x01(\x03H\aR\bmaxNodes\x88\x01\x01\x12?\n" +
+	"\x1amax_staged_hashes_per_node\x18\t \x01(\x03H\bR\x16maxStagedHashesPerNode\x88\x01\x01\x12/\n" +
+	"\x11max_staged_hashes\x18\n" +
+	" \x01(\x03H\tR\x0fmaxStagedHashes\x88\x01\x01B\x12\n" +
 	"\x10_grace_period_nsB\x15\n" +
 	"\x13_stale_threshold_nsB\x16\n" +
 	"\x14_min_nodes_reportingB\x10\n" +
 	"\x0e_history_limitB\x0f\n" +
 	"\r_stale_policyB\x18\n" +
 	"\x16_max_eligible_fractionB\x12\n" +
-	"\x10_tombstone_limit\"\x8b\x01\n" +
+	"\x10_tombstone_limitB\f\n" +
+	"\n" +
+	"_max_nodesB\x1d\n" +
+	"\x1b_max_staged_hashes_per_nodeB\x14\n" +
+	"\x12_max_staged_hashes\"\x8b\x01\n" +
 	"\x13ListEligibleRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
