@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -44,7 +43,7 @@ type Server struct {
 	raft      *raft.Raft
 	trans     *transport.Transport
 	store     *raftboltdb.BoltStore
-	snaps     *raft.FileSnapshotStore
+	snaps     *privateSnapshots
 	lis       net.Listener
 	grpc      *grpc.Server
 	health    *health.Server
@@ -122,7 +121,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.conns = newConnCache(clientTLS)
 	closers = append(closers, s.conns.closeAll)
 
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := makePrivateDir(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("cluster: data dir: %w", err)
 	}
 	s.lis = cfg.Listener
@@ -154,7 +153,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("cluster: open raft.db: %w", err)
 	}
 	closers = append(closers, func() { s.store.Close() })
-	s.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, s.log.Named("snapshots")) // in DataDir/snapshots
+	s.snaps, err = newPrivateSnapshots(cfg.DataDir, 2, s.log.Named("snapshots")) // in DataDir/snapshots
 	if err != nil {
 		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
