@@ -152,7 +152,7 @@ func read[R any, PR interface {
 // ---- writes ----
 
 func (a *api) hashesWrite(ctx context.Context, method string, req *pb.HashesRequest, op func(packed []byte) any) (*pb.WriteResponse, error) {
-	packed, err := packHashes("hashes", req.Hashes, false)
+	packed, err := packHashes("hashes", req.Hashes, false, a.s.cfg.Limits.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +182,7 @@ func (a *api) ConfirmCollected(ctx context.Context, req *pb.HashesRequest) (*pb.
 }
 
 func (a *api) Claim(ctx context.Context, req *pb.HashesRequest) (*pb.ClaimResponse, error) {
-	packed, err := packHashes("hashes", req.Hashes, false)
+	packed, err := packHashes("hashes", req.Hashes, false, a.s.cfg.Limits.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +196,7 @@ func (a *api) Claim(ctx context.Context, req *pb.HashesRequest) (*pb.ClaimRespon
 }
 
 func (a *api) Report(ctx context.Context, req *pb.ReportRequest) (*pb.ReportResponse, error) {
-	rep, err := reportCommand(req)
+	rep, err := reportCommand(req, a.s.cfg.Limits.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +378,7 @@ func (a *api) ListBlobs(ctx context.Context, req *pb.ListBlobsRequest) (*pb.List
 	if err != nil {
 		return nil, err
 	}
-	return read[pb.ListBlobsResponse](a.s, ctx, pb.BlobGC_ListBlobs_FullMethodName, req, req.Consistency, func() (*pb.ListBlobsResponse, error) {
+	return read[pb.ListBlobsResponse](a.s, ctx, pb.BlobGC_ListBlobs_FullMethodName, req, req.Consistency, heavy(a.s.heavy, limit > DefaultPageSize, "ListBlobs", func() (*pb.ListBlobsResponse, error) {
 		blobs, more := listAfter(a.s.fsm, st, after, skip, limit)
 		out := &pb.ListBlobsResponse{Blobs: make([]*pb.BlobStatus, len(blobs))}
 		for i, b := range blobs {
@@ -388,7 +388,7 @@ func (a *api) ListBlobs(ctx context.Context, req *pb.ListBlobsRequest) (*pb.List
 			out.NextPageToken = blobs[len(blobs)-1].Hash.String()
 		}
 		return out, nil
-	})
+	}))
 }
 
 // listAfter pages through ListBlobs strictly after a token's hash (the fsm
@@ -417,7 +417,7 @@ func (a *api) ListEligible(ctx context.Context, req *pb.ListEligibleRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return read[pb.ListEligibleResponse](a.s, ctx, pb.BlobGC_ListEligible_FullMethodName, req, req.Consistency, func() (*pb.ListEligibleResponse, error) {
+	return read[pb.ListEligibleResponse](a.s, ctx, pb.BlobGC_ListEligible_FullMethodName, req, req.Consistency, heavy(a.s.heavy, limit > DefaultPageSize, "ListEligible", func() (*pb.ListEligibleResponse, error) {
 		blobs, more := listAfter(a.s.fsm, fsm.StatusMarked, after, skip, limit)
 		out := &pb.ListEligibleResponse{Hashes: make([][]byte, len(blobs))}
 		for i := range blobs {
@@ -427,7 +427,7 @@ func (a *api) ListEligible(ctx context.Context, req *pb.ListEligibleRequest) (*p
 			out.NextPageToken = blobs[len(blobs)-1].Hash.String()
 		}
 		return out, nil
-	})
+	}))
 }
 
 func (a *api) GetStats(ctx context.Context, req *pb.GetStatsRequest) (*pb.Stats, error) {
@@ -464,7 +464,7 @@ func (a *api) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryR
 	if err != nil {
 		return nil, err
 	}
-	return read[pb.HistoryResponse](a.s, ctx, pb.BlobGC_History_FullMethodName, req, req.Consistency, func() (*pb.HistoryResponse, error) {
+	return read[pb.HistoryResponse](a.s, ctx, pb.BlobGC_History_FullMethodName, req, req.Consistency, heavy(a.s.heavy, limit > DefaultPageSize, "History", func() (*pb.HistoryResponse, error) {
 		events, more := a.s.fsm.History(after, limit)
 		out := &pb.HistoryResponse{Events: make([]*pb.HistoryEvent, len(events))}
 		for i, e := range events {
@@ -476,7 +476,7 @@ func (a *api) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryR
 			out.NextPageToken = strconv.FormatUint(events[len(events)-1].Seq, 10)
 		}
 		return out, nil
-	})
+	}))
 }
 
 func (a *api) GetConfig(ctx context.Context, req *pb.GetConfigRequest) (*pb.Config, error) {
@@ -486,8 +486,10 @@ func (a *api) GetConfig(ctx context.Context, req *pb.GetConfigRequest) (*pb.Conf
 }
 
 func (a *api) Digest(ctx context.Context, req *pb.DigestRequest) (*pb.DigestResponse, error) {
-	idx, d := a.s.fsm.Digest()
-	return &pb.DigestResponse{ServerId: a.s.cfg.ID, AppliedIndex: idx, Digest: d[:]}, nil
+	return heavy(a.s.heavy, true, "Digest", func() (*pb.DigestResponse, error) {
+		idx, d := a.s.fsm.Digest()
+		return &pb.DigestResponse{ServerId: a.s.cfg.ID, AppliedIndex: idx, Digest: d[:]}, nil
+	})()
 }
 
 // ---- cluster operations ----

@@ -12,13 +12,14 @@ import (
 	"github.com/blobgc/blobgc/fsm/fsmpb"
 )
 
-// packHashes validates a batch of wire hashes and packs them for a command.
-func packHashes(field string, hs [][]byte, allowEmpty bool) ([]byte, error) {
+// packHashes validates a batch of at most max wire hashes and packs them for
+// a command.
+func packHashes(field string, hs [][]byte, allowEmpty bool, max int) ([]byte, error) {
 	if len(hs) == 0 && !allowEmpty {
 		return nil, invalidf("%s: empty batch; send at least one hash", field)
 	}
-	if len(hs) > MaxBatch {
-		return nil, status.Errorf(codes.ResourceExhausted, "%s: %d hashes, at most %d per request", field, len(hs), MaxBatch)
+	if len(hs) > max {
+		return nil, status.Errorf(codes.ResourceExhausted, "%s: %d hashes, at most %d per request", field, len(hs), max)
 	}
 	out := make([]byte, 0, len(hs)*fsm.HashSize)
 	for i, h := range hs {
@@ -197,15 +198,16 @@ func setConfigCommand(r *pb.SetConfigRequest) (*fsmpb.SetConfig, bool, error) {
 	return sc, any, nil
 }
 
-// reportCommand validates a Report request and converts it.
-func reportCommand(r *pb.ReportRequest) (*fsmpb.Report, error) {
+// reportCommand validates a Report request of at most maxBatch hashes and
+// converts it.
+func reportCommand(r *pb.ReportRequest, maxBatch int) (*fsmpb.Report, error) {
 	if err := validateNodeID(r.NodeId); err != nil {
 		return nil, err
 	}
 	n := len(r.Active) + len(r.Pinned) + len(r.RemovedActive) + len(r.RemovedPinned)
-	if n > MaxBatch {
+	if n > maxBatch {
 		return nil, status.Errorf(codes.ResourceExhausted,
-			"report: %d hashes, at most %d per request; split a full report into FULL_CHUNK requests", n, MaxBatch)
+			"report: %d hashes, at most %d per request; split a full report into FULL_CHUNK requests", n, maxBatch)
 	}
 	out := &fsmpb.Report{NodeId: r.NodeId, Seq: r.Seq}
 	switch r.Kind {
@@ -231,16 +233,16 @@ func reportCommand(r *pb.ReportRequest) (*fsmpb.Report, error) {
 		return nil, invalidf("removed_active/removed_pinned: only for REPORT_KIND_DELTA")
 	}
 	var err error
-	if out.Active, err = packHashes("active", r.Active, true); err != nil {
+	if out.Active, err = packHashes("active", r.Active, true, maxBatch); err != nil {
 		return nil, err
 	}
-	if out.Pinned, err = packHashes("pinned", r.Pinned, true); err != nil {
+	if out.Pinned, err = packHashes("pinned", r.Pinned, true, maxBatch); err != nil {
 		return nil, err
 	}
-	if out.RemovedActive, err = packHashes("removed_active", r.RemovedActive, true); err != nil {
+	if out.RemovedActive, err = packHashes("removed_active", r.RemovedActive, true, maxBatch); err != nil {
 		return nil, err
 	}
-	if out.RemovedPinned, err = packHashes("removed_pinned", r.RemovedPinned, true); err != nil {
+	if out.RemovedPinned, err = packHashes("removed_pinned", r.RemovedPinned, true, maxBatch); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -52,6 +52,7 @@ type Server struct {
 	conns   *connCache
 	reports inflight
 	metrics *metrics
+	heavy   *heavyReads
 
 	metricsLis  net.Listener
 	metricsHTTP *http.Server
@@ -131,6 +132,9 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}
 	closers = append(closers, func() { s.lis.Close() })
+	s.metrics = newMetrics(s)
+	s.lis = limitConns(s.lis, cfg.Limits.MaxConnections, s.metrics.refused.WithLabelValues("connections").Inc)
+	s.heavy = &heavyReads{slots: make(chan struct{}, cfg.Limits.MaxHeavyReads), refused: s.metrics.refused.WithLabelValues("heavy_reads").Inc}
 	s.addr = cfg.AdvertiseAddr
 	if s.addr == "" {
 		s.addr = advertisable(s.lis.Addr())
@@ -166,7 +170,10 @@ func New(cfg Config) (_ *Server, err error) {
 		LocalAddr: raft.ServerAddress(s.addr),
 		LocalID:   raft.ServerID(cfg.ID),
 		TLS:       clientTLS,
-		Logger:    s.log.Named("transport"),
+		// The API and raft share one message limit: raft batches are split
+		// to fit, so it only needs to admit one command.
+		MaxMessageSize: cfg.Limits.MaxMessageSize,
+		Logger:         s.log.Named("transport"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: transport: %w", err)
@@ -195,10 +202,9 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("cluster: raft config: %w", err)
 	}
 
-	s.metrics = newMetrics(s)
 	s.metrics.register(s.trans)
-	s.grpc = grpc.NewServer(append(transport.ServerOptions(0, serverTLS),
-		grpc.ChainUnaryInterceptor(s.leaderHeaderInterceptor))...)
+	opts := append(transport.ServerOptions(cfg.Limits.MaxMessageSize, serverTLS), cfg.Limits.serverOptions()...)
+	s.grpc = grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(s.leaderHeaderInterceptor))...)
 	s.trans.Register(s.grpc)
 	blobgcv1.RegisterBlobGCServer(s.grpc, &api{s: s})
 	s.health = health.NewServer()

@@ -12,24 +12,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/blobgc/blobgc/internal/rawproto"
 	pb "github.com/blobgc/blobgc/transport/transportpb"
 )
-
-// rawCodec sends and receives bytes as they are, to put malformed protobuf on
-// the wire.
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-
-// malformed is a field 1 length prefix that runs past the end of the message.
-var malformed = []byte{0x0a, 0x7f, 0x01}
 
 func TestMalformedMessageIsInvalidArgument(t *testing.T) {
 	n := newNode(t, Config{})
@@ -43,18 +28,18 @@ func TestMalformedMessageIsInvalidArgument(t *testing.T) {
 
 	for _, method := range []string{pb.Raft_AppendEntries_FullMethodName, pb.Raft_RequestVote_FullMethodName, "/grpc.health.v1.Health/Check"} {
 		var out []byte
-		err := cc.Invoke(ctx, method, &malformed, &out, grpc.ForceCodecV2(rawCodec{}))
+		err := cc.Invoke(ctx, method, &rawproto.Malformed, &out, grpc.ForceCodecV2(rawproto.Codec{}))
 		if status.Code(err) != codes.InvalidArgument {
 			t.Errorf("%s: got %v, want InvalidArgument", method, err)
 		}
 	}
 
 	// A streamed message is checked as it is received.
-	st, err := cc.NewStream(ctx, &pb.Raft_ServiceDesc.Streams[0], pb.Raft_AppendEntriesPipeline_FullMethodName, grpc.ForceCodecV2(rawCodec{}))
+	st, err := cc.NewStream(ctx, &pb.Raft_ServiceDesc.Streams[0], pb.Raft_AppendEntriesPipeline_FullMethodName, grpc.ForceCodecV2(rawproto.Codec{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SendMsg(&malformed); err != nil {
+	if err := st.SendMsg(&rawproto.Malformed); err != nil {
 		t.Fatal(err)
 	}
 	var out []byte
