@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -444,15 +445,26 @@ func (a *api) GetStats(ctx context.Context, req *pb.GetStatsRequest) (*pb.Stats,
 }
 
 func (a *api) ListNodes(ctx context.Context, req *pb.ListNodesRequest) (*pb.ListNodesResponse, error) {
-	return read[pb.ListNodesResponse](a.s, ctx, pb.BlobGC_ListNodes_FullMethodName, req, req.Consistency, func() (*pb.ListNodesResponse, error) {
-		nodes := a.s.fsm.Nodes()
+	limit, err := pageSize(req.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	after, err := nodeToken(req.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	return read[pb.ListNodesResponse](a.s, ctx, pb.BlobGC_ListNodes_FullMethodName, req, req.Consistency, heavy(a.s.heavy, limit > DefaultPageSize, "ListNodes", func() (*pb.ListNodesResponse, error) {
+		nodes, more := a.s.fsm.NodesPage(after, limit)
 		out := &pb.ListNodesResponse{Nodes: make([]*pb.NodeInfo, len(nodes))}
 		for i, n := range nodes {
 			out.Nodes[i] = &pb.NodeInfo{Id: n.ID, LastReportNs: n.LastReport, LastReportWallNs: n.LastWall,
 				Seq: n.Seq, Active: int64(n.Active), Pinned: int64(n.Pinned), Stale: n.Stale}
 		}
+		if more && len(nodes) > 0 {
+			out.NextPageToken = hex.EncodeToString([]byte(nodes[len(nodes)-1].ID))
+		}
 		return out, nil
-	})
+	}))
 }
 
 func (a *api) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryResponse, error) {

@@ -81,6 +81,16 @@ func hashToken(tok string) (h fsm.Hash, ok bool, err error) {
 	return fsm.Hash(b), true, nil
 }
 
+// nodeToken decodes a page token holding the last node id of the previous
+// page (hex, so that any id makes a printable token).
+func nodeToken(tok string) (string, error) {
+	b, err := hex.DecodeString(tok)
+	if err != nil || len(b) > fsm.MaxNodeIDLen {
+		return "", invalidf("page_token: %q is not a token returned by this API", tok)
+	}
+	return string(b), nil
+}
+
 func seqToken(tok string) (uint64, error) {
 	if tok == "" {
 		return 0, nil

@@ -127,11 +127,26 @@ func (f *FSM) Counts() Counts {
 
 // Nodes lists the nodes with a kept report, sorted by id.
 func (f *FSM) Nodes() []NodeInfo {
+	nodes, _ := f.NodesPage("", 0)
+	return nodes
+}
+
+// NodesPage returns up to limit nodes (0: all) whose id sorts after after,
+// by id, and whether more follow.
+func (f *FSM) NodesPage(after string, limit int) (nodes []NodeInfo, more bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.st
-	out := make([]NodeInfo, 0, len(s.nodes))
-	for _, id := range s.sortedNodeIDs() {
+	ids := s.sortedNodeIDs()
+	ids = ids[sort.SearchStrings(ids, after):]
+	if len(ids) > 0 && ids[0] == after {
+		ids = ids[1:]
+	}
+	if limit > 0 && len(ids) > limit {
+		ids, more = ids[:limit], true
+	}
+	out := make([]NodeInfo, 0, len(ids))
+	for _, id := range ids {
 		n := s.nodes[id]
 		out = append(out, NodeInfo{
 			ID: id, LastReport: n.lastReport, LastWall: n.lastWall, Seq: n.seq,
@@ -139,7 +154,7 @@ func (f *FSM) Nodes() []NodeInfo {
 			Stale: s.clusterTime-n.lastReport >= int64(s.config.StaleThreshold),
 		})
 	}
-	return out
+	return out, more
 }
 
 // NodeSeq returns the sequence number of a node's last applied report.
