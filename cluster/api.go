@@ -152,12 +152,22 @@ func read[R any, PR interface {
 
 // ---- writes ----
 
-func (a *api) hashesWrite(ctx context.Context, method string, req *pb.HashesRequest, op func(packed []byte) any) (*pb.WriteResponse, error) {
+// hashesWrite validates a batch and applies op on the leader. If noop is
+// set and says that the batch would change nothing, the answer comes from
+// the leader's state without a log entry (see answeredIfNoop).
+func (a *api) hashesWrite(ctx context.Context, method string, req *pb.HashesRequest, op func(packed []byte) any, noop func(packed []byte) bool) (*pb.WriteResponse, error) {
 	packed, err := packHashes("hashes", req.Hashes, false, a.s.cfg.Limits.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
 	return leaderCall[pb.WriteResponse](a.s, ctx, method, req, func(ctx context.Context, ss *session) (*pb.WriteResponse, error) {
+		if noop != nil {
+			if ok, err := a.s.answeredIfNoop(ctx, ss, func() bool { return noop(packed) }); err != nil {
+				return nil, err
+			} else if ok {
+				return &pb.WriteResponse{AppliedIndex: a.s.repl.Index()}, nil
+			}
+		}
 		res, err := a.s.apply(ctx, ss, op(packed))
 		if err != nil {
 			return nil, err
@@ -166,28 +176,56 @@ func (a *api) hashesWrite(ctx context.Context, method string, req *pb.HashesRequ
 	})
 }
 
+// answeredIfNoop decides whether a write that would change nothing can be
+// answered from the leader's state instead of the log. noop is asked on the
+// local state first (a write that changes something goes to the log without
+// delay), then again after a linearizable read, so that the answer reflects
+// every write acknowledged before this one began: the write takes effect at
+// that read, as a delta duplicate does.
+func (s *Server) answeredIfNoop(ctx context.Context, ss *session, noop func() bool) (bool, error) {
+	if !noop() {
+		return false, nil
+	}
+	if err := s.linearize(ctx, ss); err != nil {
+		return false, err
+	}
+	return noop(), nil
+}
+
 func (a *api) RegisterBlobs(ctx context.Context, req *pb.HashesRequest) (*pb.WriteResponse, error) {
-	return a.hashesWrite(ctx, pb.BlobGC_RegisterBlobs_FullMethodName, req, func(p []byte) any { return &fsmpb.RegisterBlobs{Hashes: p} })
+	return a.hashesWrite(ctx, pb.BlobGC_RegisterBlobs_FullMethodName, req, func(p []byte) any { return &fsmpb.RegisterBlobs{Hashes: p} }, nil)
 }
 
 func (a *api) Pin(ctx context.Context, req *pb.HashesRequest) (*pb.WriteResponse, error) {
-	return a.hashesWrite(ctx, pb.BlobGC_Pin_FullMethodName, req, func(p []byte) any { return &fsmpb.Pin{Hashes: p} })
+	return a.hashesWrite(ctx, pb.BlobGC_Pin_FullMethodName, req, func(p []byte) any { return &fsmpb.Pin{Hashes: p} }, nil)
 }
 
 func (a *api) Unpin(ctx context.Context, req *pb.HashesRequest) (*pb.WriteResponse, error) {
-	return a.hashesWrite(ctx, pb.BlobGC_Unpin_FullMethodName, req, func(p []byte) any { return &fsmpb.Unpin{Hashes: p} })
+	return a.hashesWrite(ctx, pb.BlobGC_Unpin_FullMethodName, req, func(p []byte) any { return &fsmpb.Unpin{Hashes: p} }, nil)
 }
 
+// ConfirmCollected of hashes none of which is DELETING changes nothing and
+// is answered without a log entry.
 func (a *api) ConfirmCollected(ctx context.Context, req *pb.HashesRequest) (*pb.WriteResponse, error) {
-	return a.hashesWrite(ctx, pb.BlobGC_ConfirmCollected_FullMethodName, req, func(p []byte) any { return &fsmpb.ConfirmCollected{Hashes: p} })
+	return a.hashesWrite(ctx, pb.BlobGC_ConfirmCollected_FullMethodName, req, func(p []byte) any { return &fsmpb.ConfirmCollected{Hashes: p} }, a.s.fsm.ConfirmIsNoop)
 }
 
+// Claim of hashes none of which is MARKED and claimable changes nothing and
+// is answered without a log entry (granting those already DELETING, as a
+// repeated claim does).
 func (a *api) Claim(ctx context.Context, req *pb.HashesRequest) (*pb.ClaimResponse, error) {
 	packed, err := packHashes("hashes", req.Hashes, false, a.s.cfg.Limits.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
 	return leaderCall[pb.ClaimResponse](a.s, ctx, pb.BlobGC_Claim_FullMethodName, req, func(ctx context.Context, ss *session) (*pb.ClaimResponse, error) {
+		var granted []fsm.Hash
+		noop := func() (ok bool) { granted, ok = a.s.fsm.ClaimIsNoop(packed); return ok }
+		if ok, err := a.s.answeredIfNoop(ctx, ss, noop); err != nil {
+			return nil, err
+		} else if ok {
+			return &pb.ClaimResponse{Granted: hashesToWire(granted), AppliedIndex: a.s.repl.Index()}, nil
+		}
 		res, err := a.s.apply(ctx, ss, &fsmpb.Claim{Hashes: packed})
 		if err != nil {
 			return nil, err
@@ -311,6 +349,17 @@ func (a *api) RunCycle(ctx context.Context, req *pb.RunCycleRequest) (*pb.CycleR
 			}
 			now, _ := ss.now()
 			return cycleResult(a.s.fsm.DryRunCycle(now), true, a.s.repl.Index()), nil
+		}
+		var idle *fsm.CycleResult
+		noop := func() (ok bool) {
+			now, _ := ss.now()
+			idle, ok = a.s.fsm.IdleCycle(now)
+			return ok
+		}
+		if ok, err := a.s.answeredIfNoop(ctx, ss, noop); err != nil {
+			return nil, err
+		} else if ok {
+			return cycleResult(idle, false, a.s.repl.Index()), nil
 		}
 		res, err := a.s.runCycle(ctx, ss)
 		if err != nil {

@@ -37,7 +37,14 @@
 // bad input never reaches the log. A delta report with a sequence gap or a
 // duplicate sequence number is answered on the leader without a log entry
 // when it is the node's only report in flight there (the leader's state then
-// holds the node's latest sequence); otherwise the state machine decides. On
+// holds the node's latest sequence); otherwise the state machine decides.
+// Likewise a Claim of hashes none of which is MARKED, a ConfirmCollected of
+// hashes none of which is DELETING, and a RunCycle with no dirty blob, no
+// stale node to drop and nothing newly eligible change nothing: the leader
+// answers them from its state after a linearizable read (checking its local
+// state first, so that a write that changes something goes to the log at
+// once), and a flood of them writes no log entry and pushes nothing out of
+// the cycle history. On
 // the leader the command is stamped, encoded and applied; the state machine's
 // domain errors map to gRPC codes, a delta gap to FailedPrecondition with a
 // FullReportRequired detail. A write that fails after it reached raft

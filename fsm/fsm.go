@@ -354,6 +354,14 @@ func (s *state) unpin(packed []byte) (changed int) {
 	return changed
 }
 
+// claimable says whether a claim grants the blob: it is MARKED (the claim
+// makes it DELETING) or already DELETING (a repeated claim), and at this
+// point of the log no live report references it and no pin holds it.
+func claimable(e *entry) bool {
+	st := Status(e.status)
+	return (st == StatusMarked || st == StatusDeleting) && e.refs == 0 && e.pins == 0 && e.flags&flagCPin == 0
+}
+
 func (s *state) claim(packed []byte) (granted []Hash, changed int) {
 	n := len(packed) / HashSize
 	for i := 0; i < n; i++ {
@@ -363,12 +371,11 @@ func (s *state) claim(packed []byte) (granted []Hash, changed int) {
 			continue
 		}
 		e := s.tab.get(id)
-		st := Status(e.status)
-		if (st != StatusMarked && st != StatusDeleting) || e.refs > 0 || e.pins > 0 || e.flags&flagCPin != 0 {
+		if !claimable(e) {
 			continue
 		}
 		granted = append(granted, h)
-		if st == StatusMarked {
+		if Status(e.status) == StatusMarked {
 			s.setStatus(s.tab.mut(id), StatusDeleting)
 			changed++
 		}

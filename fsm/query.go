@@ -210,3 +210,61 @@ func (f *FSM) DryRunCycle(now int64) *CycleResult {
 	defer f.mu.RUnlock()
 	return f.st.plan(max(now, f.st.clusterTime)).result()
 }
+
+// IdleCycle reports whether a cycle at cluster time now would change no
+// blob and no node: no dirty blobs, no stale node to drop, no status
+// change, nothing newly eligible, no skip to record. Its result (returned)
+// is then known without applying it. Applying it would only advance the
+// FIFO past entries that no longer apply (the next applied cycle does that
+// just as well), and, when blobs are eligible, add a history event that
+// repeats the last one's eligible count with nothing newly marked.
+func (f *FSM) IdleCycle(now int64) (*CycleResult, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.st
+	p := s.plan(max(now, s.clusterTime))
+	idle := len(s.dirty) == 0 && (!p.dropStale || len(p.stale) == 0)
+	if !p.belowMin {
+		idle = idle && len(p.changes) == 0 && len(p.newly) == 0 && p.skipped == ""
+	}
+	return p.result(), idle
+}
+
+// ClaimIsNoop reports whether Claim(packed) would change nothing (no hash
+// is MARKED and claimable), and if so what it would grant: the hashes
+// already DELETING and still claimable, sorted.
+func (f *FSM) ClaimIsNoop(packed []byte) (granted []Hash, noop bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.st
+	for i := range len(packed) / HashSize {
+		h := hashAt(packed, i)
+		id, ok := s.tab.lookup(&h)
+		if !ok {
+			continue
+		}
+		if e := s.tab.get(id); claimable(e) {
+			if Status(e.status) == StatusMarked {
+				return nil, false
+			}
+			granted = append(granted, h)
+		}
+	}
+	sortHashes(granted)
+	return slices.Compact(granted), true
+}
+
+// ConfirmIsNoop reports whether ConfirmCollected(packed) would change
+// nothing: none of the hashes is DELETING.
+func (f *FSM) ConfirmIsNoop(packed []byte) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.st
+	for i := range len(packed) / HashSize {
+		h := hashAt(packed, i)
+		if id, ok := s.tab.lookup(&h); ok && Status(s.tab.get(id).status) == StatusDeleting {
+			return false
+		}
+	}
+	return true
+}
