@@ -112,5 +112,6 @@
 // and LeaderHealthService SERVING only on a leader whose barrier has applied.
 // Metrics use a Prometheus registry per server (several servers can share a
 // process); raft's own go-metrics are collected by one process-wide sink,
-// since raft emits them through a global.
+// since raft emits them through a global. With TLS configured, /metrics is
+// served over HTTPS with the server's certificate.
 package cluster

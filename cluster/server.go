@@ -223,6 +223,11 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, fmt.Errorf("cluster: metrics listen: %w", err)
 		}
 		s.metricsHTTP = &http.Server{Handler: s.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		if serverTLS != nil {
+			// With TLS the metrics are served over HTTPS with the server's
+			// certificate; scrapers need no client certificate.
+			s.metricsHTTP.TLSConfig = serverTLS.Clone()
+		}
 	}
 
 	s.wg.Add(1)
@@ -265,7 +270,11 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.metricsHTTP.Serve(s.metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := s.metricsHTTP.Serve
+			if s.metricsHTTP.TLSConfig != nil {
+				serve = func(l net.Listener) error { return s.metricsHTTP.ServeTLS(l, "", "") }
+			}
+			if err := serve(s.metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("metrics serve", "error", err)
 			}
 		}()

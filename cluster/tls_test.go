@@ -3,6 +3,9 @@ package cluster_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +50,34 @@ func TestTLSCluster(t *testing.T) {
 	sctx := ctxT(t, time.Second)
 	if _, err := c.RawClient(f).GetStats(sctx, &pb.GetStatsRequest{}); err == nil {
 		t.Fatal("plaintext client served by a TLS server")
+	}
+}
+
+// With TLS the metrics listener serves HTTPS with the server certificate;
+// plain HTTP gets no metrics.
+func TestTLSMetricsAreHTTPS(t *testing.T) {
+	files, pool := writeCerts(t)
+	c := clustertest.Start(t, clustertest.Options{N: 1, Configure: func(i int, cfg *cluster.Config) {
+		cfg.TLS = files
+		cfg.MetricsAddr = "127.0.0.1:0"
+	}})
+	addr := c.Leader().MetricsAddr()
+	httpsClient := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	resp, err := httpsClient.Get("https://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "blobgc_applied_index") {
+		t.Fatalf("https /metrics: %s\n%.200s", resp.Status, body)
+	}
+	plain := &http.Client{Timeout: time.Minute}
+	if resp, err := plain.Get("http://" + addr + "/metrics"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), "blobgc_applied_index") {
+			t.Fatal("metrics served over plain HTTP on a TLS server")
+		}
 	}
 }
