@@ -144,10 +144,8 @@ func TestCLIWorkflow(t *testing.T) {
 	if st[0]["state"] != "COLLECTED" {
 		t.Fatalf("after confirm: %v", st)
 	}
-	// The second cycle had nothing to do: it was answered from the leader's
-	// state and recorded no event.
 	hist := jsonOf[map[string][]map[string]any](t, mustRun(t, "", "history", "-o", "json", srv))
-	if len(hist["events"]) != 1 {
+	if len(hist["events"]) != 2 {
 		t.Fatalf("history: %v", hist)
 	}
 	if out := mustRun(t, "", "history", srv); !strings.Contains(out, "NEWLY_MARKED") {
