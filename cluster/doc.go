@@ -40,11 +40,13 @@
 // holds the node's latest sequence); otherwise the state machine decides.
 // Likewise a Claim of hashes none of which is MARKED, a ConfirmCollected of
 // hashes none of which is DELETING, and a RunCycle with no dirty blob, no
-// stale node to drop and nothing newly eligible change nothing: the leader
+// stale node to drop and nothing eligible change nothing: the leader
 // answers them from its state after a linearizable read (checking its local
 // state first, so that a write that changes something goes to the log at
-// once), and a flood of them writes no log entry and pushes nothing out of
-// the cycle history. On
+// once), and a flood of them writes no log entry. A cycle while blobs are
+// eligible records a history event and is applied; the history drops such
+// repeat events first, so a flood cannot push out the events that marked
+// blobs. On
 // the leader the command is stamped, encoded and applied; the state machine's
 // domain errors map to gRPC codes, a delta gap to FailedPrecondition with a
 // FullReportRequired detail. A write that fails after it reached raft

@@ -438,8 +438,25 @@ func (s *state) setConfig(sc *fsmpb.SetConfig) *Error {
 	return nil
 }
 
+// trimHistory keeps at most HistoryLimit events. Events that only repeat
+// the eligible count (nothing newly marked, nothing skipped) go first,
+// oldest first, then the oldest of the rest; the newest event always stays.
+// So a flood of cycles while blobs wait to be claimed cannot push out the
+// events that marked blobs or recorded a skip.
 func (s *state) trimHistory() {
-	if over := len(s.history) - s.config.HistoryLimit; over > 0 {
-		s.history = append([]HistoryEvent(nil), s.history[over:]...)
+	over := len(s.history) - s.config.HistoryLimit
+	if over <= 0 {
+		return
 	}
+	// A new array: frozen views may share the old one.
+	kept := make([]HistoryEvent, 0, len(s.history)-over)
+	last := len(s.history) - 1
+	for i, ev := range s.history {
+		if over > 0 && i < last && len(ev.NewlyMarked) == 0 && ev.Skipped == "" {
+			over--
+			continue
+		}
+		kept = append(kept, ev)
+	}
+	s.history = kept[over:]
 }

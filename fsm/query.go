@@ -211,13 +211,12 @@ func (f *FSM) DryRunCycle(now int64) *CycleResult {
 	return f.st.plan(max(now, f.st.clusterTime)).result()
 }
 
-// IdleCycle reports whether a cycle at cluster time now would change no
-// blob and no node: no dirty blobs, no stale node to drop, no status
-// change, nothing newly eligible, no skip to record. Its result (returned)
+// IdleCycle reports whether a cycle at cluster time now would change
+// nothing: no dirty blobs, no stale node to drop, no status change, nothing
+// eligible (so no history event), no skip to record. Its result (returned)
 // is then known without applying it. Applying it would only advance the
-// FIFO past entries that no longer apply (the next applied cycle does that
-// just as well), and, when blobs are eligible, add a history event that
-// repeats the last one's eligible count with nothing newly marked.
+// FIFO past entries that no longer apply, which the next applied cycle does
+// just as well.
 func (f *FSM) IdleCycle(now int64) (*CycleResult, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -225,7 +224,7 @@ func (f *FSM) IdleCycle(now int64) (*CycleResult, bool) {
 	p := s.plan(max(now, s.clusterTime))
 	idle := len(s.dirty) == 0 && (!p.dropStale || len(p.stale) == 0)
 	if !p.belowMin {
-		idle = idle && len(p.changes) == 0 && len(p.newly) == 0 && p.skipped == ""
+		idle = idle && len(p.changes) == 0 && len(p.newly) == 0 && p.skipped == "" && len(p.eligible) == 0
 	}
 	return p.result(), idle
 }
