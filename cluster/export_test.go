@@ -12,6 +12,3 @@ func (s *Server) HoldHeavyReads() (release func()) {
 		}
 	}
 }
-
-// LeaderCheckRounds returns how many VerifyLeader rounds s has started.
-func (s *Server) LeaderCheckRounds() int64 { return s.checks.rounds.Load() }

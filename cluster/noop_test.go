@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"bytes"
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -104,33 +103,4 @@ func equalHashes(a, b [][]byte) bool {
 		}
 	}
 	return true
-}
-
-// Concurrent linearizable reads share VerifyLeader rounds instead of
-// sending one heartbeat round each.
-func TestConcurrentReadsShareLeaderChecks(t *testing.T) {
-	c := clustertest.Start(t, clustertest.Options{N: 3})
-	leader := c.Leader()
-	cl := c.RawClient(leader)
-	ctx := ctxT(t, time.Minute)
-	try(cl.GetStats(ctx, &pb.GetStatsRequest{})).must(t) // the session is ready
-	const reads = 200
-	before := leader.LeaderCheckRounds()
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for range reads {
-		wg.Go(func() {
-			<-start
-			if _, err := cl.GetStats(ctx, &pb.GetStatsRequest{}); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	rounds := leader.LeaderCheckRounds() - before
-	t.Logf("%d linearizable reads took %d leader checks", reads, rounds)
-	if rounds >= reads/2 {
-		t.Fatalf("%d reads took %d VerifyLeader rounds, want them shared", reads, rounds)
-	}
 }

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -16,7 +15,6 @@ import (
 // took its commit index; at most one round runs at a time.
 type leaderChecks struct {
 	raft    *raft.Raft
-	rounds  atomic.Int64 // rounds started, for metrics and tests
 	mu      sync.Mutex
 	next    *checkRound // not started yet; new callers join it
 	running bool
@@ -50,7 +48,6 @@ func (l *leaderChecks) verify(ctx context.Context) error {
 func (l *leaderChecks) startLocked() {
 	round := l.next
 	l.next, l.running = nil, true
-	l.rounds.Add(1)
 	go func() {
 		round.err = l.raft.VerifyLeader().Error()
 		close(round.done)
