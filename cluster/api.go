@@ -110,7 +110,7 @@ func (s *Server) runCycle(ctx context.Context, ss *session) (*fsm.Result, error)
 // FSM caught up to that index.
 func (s *Server) linearize(ctx context.Context, ss *session) error {
 	idx := s.raft.CommitIndex()
-	if err := s.checks.verify(ctx); err != nil {
+	if err := waitFuture(ctx, s.raft.VerifyLeader()); err != nil {
 		if ctx.Err() != nil {
 			return ctxError(ctx, "confirming leadership")
 		}

@@ -100,10 +100,7 @@
 // the state machine tracks that index itself, because raft's AppliedIndex
 // moves when entries are handed to the FSM goroutine, before they are applied,
 // and the barrier entries never reach the state machine. A stale read is
-// answered by whichever server receives it. Concurrent reads share
-// VerifyLeader rounds (each costs a heartbeat exchange with every follower):
-// a read joins the next round that has not started, so a flood of reads
-// sends at most one round per round trip. A dry-run cycle is computed on the
+// answered by whichever server receives it. A dry-run cycle is computed on the
 // leader at the current cluster time.
 //
 // # Operations and observability

@@ -53,7 +53,6 @@ type Server struct {
 	reports inflight
 	metrics *metrics
 	heavy   *heavyReads
-	checks  *leaderChecks // shared VerifyLeader rounds
 
 	metricsLis  net.Listener
 	metricsHTTP *http.Server
@@ -218,7 +217,6 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("cluster: raft: %w", err)
 	}
 	closers = append(closers, func() { s.raft.Shutdown().Error() })
-	s.checks = &leaderChecks{raft: s.raft}
 
 	if cfg.MetricsAddr != "" {
 		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
