@@ -40,9 +40,9 @@ type Limits struct {
 	// before its body is read.
 	MaxMessageSize int
 	// MaxBatch is the most hashes one request may carry (all fields of a
-	// report together); default and upper bound MaxBatch. Clients split
-	// larger batches at MaxBatch, so a lower value needs clients configured
-	// to match.
+	// report together); default and upper bound MaxBatch. Go clients split
+	// larger batches at MaxBatch; with a lower value they need
+	// client.WithBatchSize and client.WithChunkSize to match.
 	MaxBatch int
 	// MaxStreams bounds concurrent calls on one connection (HTTP/2
 	// SETTINGS_MAX_CONCURRENT_STREAMS); grpc clients queue beyond it.
