@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -378,4 +380,45 @@ func historyLen(ctx context.Context, t *testing.T, c *Client) int {
 		n++
 	}
 	return n
+}
+
+// Nodes follows ListNodes pages until the last: more nodes than one
+// default page (1000) are all listed, once each.
+func TestNodesFollowsPages(t *testing.T) {
+	tc := clustertest.Start(t, clustertest.Options{N: 3})
+	leader, _ := followers(t, tc)
+	c := newTestClient(t, []string{leader})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const n = 1001
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 16)
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			_, err := c.Report(ctx, &blobgcv1.ReportRequest{NodeId: fmt.Sprintf("vm-%04d", i), Kind: blobgcv1.ReportKind_REPORT_KIND_FULL, Seq: 1})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes, err := c.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != n {
+		t.Fatalf("Nodes listed %d, want %d", len(nodes), n)
+	}
+	for i, node := range nodes {
+		if want := fmt.Sprintf("vm-%04d", i); node.Id != want {
+			t.Fatalf("node %d is %q, want %q", i, node.Id, want)
+		}
+	}
 }

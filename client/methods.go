@@ -229,15 +229,33 @@ func (c *Client) Stats(ctx context.Context, opts ...ReadOption) (*blobgcv1.Stats
 	return resp, err
 }
 
-// Nodes lists the VM nodes that have a report, by id.
-func (c *Client) Nodes(ctx context.Context, opts ...ReadOption) ([]*blobgcv1.NodeInfo, error) {
-	req := &blobgcv1.ListNodesRequest{Consistency: consistency(opts)}
+// NodesPage returns one page of the VM nodes that have a report, ordered by
+// id, starting after pageToken ("" for the first page).
+func (c *Client) NodesPage(ctx context.Context, pageSize int32, pageToken string, opts ...ReadOption) (*blobgcv1.ListNodesResponse, error) {
+	req := &blobgcv1.ListNodesRequest{PageSize: pageSize, PageToken: pageToken, Consistency: consistency(opts)}
 	var resp *blobgcv1.ListNodesResponse
 	err := c.call(ctx, "ListNodes", readKind(req.Consistency), func(ctx context.Context, api blobgcv1.BlobGCClient, o ...grpc.CallOption) (err error) {
 		resp, err = api.ListNodes(ctx, req, o...)
 		return err
 	})
-	return resp.GetNodes(), err
+	return resp, err
+}
+
+// Nodes lists every VM node that has a report, by id, following the pages.
+// Each page is a consistent read; the whole list is not one snapshot.
+func (c *Client) Nodes(ctx context.Context, opts ...ReadOption) ([]*blobgcv1.NodeInfo, error) {
+	var nodes []*blobgcv1.NodeInfo
+	token := ""
+	for {
+		page, err := c.NodesPage(ctx, 0, token, opts...)
+		if err != nil {
+			return nodes, err
+		}
+		nodes = append(nodes, page.GetNodes()...)
+		if token = page.GetNextPageToken(); token == "" {
+			return nodes, nil
+		}
+	}
 }
 
 // RunCycle runs a GC cycle now, or with dryRun computes what it would do

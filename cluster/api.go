@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -161,12 +162,22 @@ func read[R any, PR interface {
 
 // ---- writes ----
 
-func (a *api) hashesWrite(ctx context.Context, method string, req *pb.HashesRequest, op func(packed []byte) any) (*pb.WriteResponse, error) {
-	packed, err := packHashes("hashes", req.Hashes, false)
+// hashesWrite validates a batch and applies op on the leader. If noop is
+// set and says that the batch would change nothing, the answer comes from
+// the leader's state without a log entry (see answeredIfNoop).
+func (a *api) hashesWrite(ctx context.Context, method string, req *pb.HashesRequest, op func(packed []byte) any, noop func(packed []byte) bool) (*pb.WriteResponse, error) {
+	packed, err := packHashes("hashes", req.Hashes, false, a.s.cfg.Limits.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
 	return leaderCall[pb.WriteResponse](a.s, ctx, method, req, func(ctx context.Context, ss *session) (*pb.WriteResponse, error) {
+		if noop != nil {
+			if ok, err := a.s.answeredIfNoop(ctx, ss, func() bool { return noop(packed) }); err != nil {
+				return nil, err
+			} else if ok {
+				return &pb.WriteResponse{AppliedIndex: a.s.repl.Index()}, nil
+			}
+		}
 		res, err := a.s.apply(ctx, ss, op(packed))
 		if err != nil {
 			return nil, err
@@ -175,28 +186,56 @@ func (a *api) hashesWrite(ctx context.Context, method string, req *pb.HashesRequ
 	})
 }
 
+// answeredIfNoop decides whether a write that would change nothing can be
+// answered from the leader's state instead of the log. noop is asked on the
+// local state first (a write that changes something goes to the log without
+// delay), then again after a linearizable read, so that the answer reflects
+// every write acknowledged before this one began: the write takes effect at
+// that read, as a delta duplicate does.
+func (s *Server) answeredIfNoop(ctx context.Context, ss *session, noop func() bool) (bool, error) {
+	if !noop() {
+		return false, nil
+	}
+	if err := s.linearize(ctx, ss); err != nil {
+		return false, err
+	}
+	return noop(), nil
+}
+
 func (a *api) RegisterBlobs(ctx context.Context, req *pb.HashesRequest) (*pb.WriteResponse, error) {
-	return a.hashesWrite(ctx, pb.BlobGC_RegisterBlobs_FullMethodName, req, func(p []byte) any { return &fsmpb.RegisterBlobs{Hashes: p} })
+	return a.hashesWrite(ctx, pb.BlobGC_RegisterBlobs_FullMethodName, req, func(p []byte) any { return &fsmpb.RegisterBlobs{Hashes: p} }, nil)
 }
 
 func (a *api) Pin(ctx context.Context, req *pb.HashesRequest) (*pb.WriteResponse, error) {
-	return a.hashesWrite(ctx, pb.BlobGC_Pin_FullMethodName, req, func(p []byte) any { return &fsmpb.Pin{Hashes: p} })
+	return a.hashesWrite(ctx, pb.BlobGC_Pin_FullMethodName, req, func(p []byte) any { return &fsmpb.Pin{Hashes: p} }, nil)
 }
 
 func (a *api) Unpin(ctx context.Context, req *pb.HashesRequest) (*pb.WriteResponse, error) {
-	return a.hashesWrite(ctx, pb.BlobGC_Unpin_FullMethodName, req, func(p []byte) any { return &fsmpb.Unpin{Hashes: p} })
+	return a.hashesWrite(ctx, pb.BlobGC_Unpin_FullMethodName, req, func(p []byte) any { return &fsmpb.Unpin{Hashes: p} }, nil)
 }
 
+// ConfirmCollected of hashes none of which is DELETING changes nothing and
+// is answered without a log entry.
 func (a *api) ConfirmCollected(ctx context.Context, req *pb.HashesRequest) (*pb.WriteResponse, error) {
-	return a.hashesWrite(ctx, pb.BlobGC_ConfirmCollected_FullMethodName, req, func(p []byte) any { return &fsmpb.ConfirmCollected{Hashes: p} })
+	return a.hashesWrite(ctx, pb.BlobGC_ConfirmCollected_FullMethodName, req, func(p []byte) any { return &fsmpb.ConfirmCollected{Hashes: p} }, a.s.fsm.ConfirmIsNoop)
 }
 
+// Claim of hashes none of which is MARKED and claimable changes nothing and
+// is answered without a log entry (granting those already DELETING, as a
+// repeated claim does).
 func (a *api) Claim(ctx context.Context, req *pb.HashesRequest) (*pb.ClaimResponse, error) {
-	packed, err := packHashes("hashes", req.Hashes, false)
+	packed, err := packHashes("hashes", req.Hashes, false, a.s.cfg.Limits.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
 	return leaderCall[pb.ClaimResponse](a.s, ctx, pb.BlobGC_Claim_FullMethodName, req, func(ctx context.Context, ss *session) (*pb.ClaimResponse, error) {
+		var granted []fsm.Hash
+		noop := func() (ok bool) { granted, ok = a.s.fsm.ClaimIsNoop(packed); return ok }
+		if ok, err := a.s.answeredIfNoop(ctx, ss, noop); err != nil {
+			return nil, err
+		} else if ok {
+			return &pb.ClaimResponse{Granted: hashesToWire(granted), AppliedIndex: a.s.repl.Index()}, nil
+		}
 		res, err := a.s.apply(ctx, ss, &fsmpb.Claim{Hashes: packed})
 		if err != nil {
 			return nil, err
@@ -206,7 +245,7 @@ func (a *api) Claim(ctx context.Context, req *pb.HashesRequest) (*pb.ClaimRespon
 }
 
 func (a *api) Report(ctx context.Context, req *pb.ReportRequest) (*pb.ReportResponse, error) {
-	rep, err := reportCommand(req)
+	rep, err := reportCommand(req, a.s.cfg.Limits.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
@@ -333,6 +372,18 @@ func (a *api) RunCycle(ctx context.Context, req *pb.RunCycleRequest) (*pb.CycleR
 			now, _ := ss.now()
 			return cycleResult(a.s.fsm.DryRunCycle(now), true, a.s.repl.Index()), nil
 		}
+		var idle *fsm.CycleResult
+		noop := func() (ok bool) {
+			now, _ := ss.now()
+			idle, ok = a.s.fsm.IdleCycle(now)
+			return ok
+		}
+		if ok, err := a.s.answeredIfNoop(ctx, ss, noop); err != nil {
+			return nil, err
+		} else if ok {
+			a.s.repl.noteCycleResult(idle)
+			return cycleResult(idle, false, a.s.repl.Index()), nil
+		}
 		res, err := a.s.runCycle(ctx, ss, req.RequestId)
 		if err != nil {
 			return nil, err
@@ -402,7 +453,7 @@ func (a *api) ListBlobs(ctx context.Context, req *pb.ListBlobsRequest) (*pb.List
 	if err != nil {
 		return nil, err
 	}
-	return read[pb.ListBlobsResponse](a.s, ctx, pb.BlobGC_ListBlobs_FullMethodName, req, req.Consistency, func() (*pb.ListBlobsResponse, error) {
+	return read[pb.ListBlobsResponse](a.s, ctx, pb.BlobGC_ListBlobs_FullMethodName, req, req.Consistency, heavy(a.s.heavy, limit > DefaultPageSize, "ListBlobs", func() (*pb.ListBlobsResponse, error) {
 		blobs, more := listAfter(a.s.fsm, st, after, skip, limit)
 		out := &pb.ListBlobsResponse{Blobs: make([]*pb.BlobStatus, len(blobs))}
 		for i, b := range blobs {
@@ -412,7 +463,7 @@ func (a *api) ListBlobs(ctx context.Context, req *pb.ListBlobsRequest) (*pb.List
 			out.NextPageToken = blobs[len(blobs)-1].Hash.String()
 		}
 		return out, nil
-	})
+	}))
 }
 
 // listAfter pages through ListBlobs strictly after a token's hash (the fsm
@@ -441,7 +492,7 @@ func (a *api) ListEligible(ctx context.Context, req *pb.ListEligibleRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return read[pb.ListEligibleResponse](a.s, ctx, pb.BlobGC_ListEligible_FullMethodName, req, req.Consistency, func() (*pb.ListEligibleResponse, error) {
+	return read[pb.ListEligibleResponse](a.s, ctx, pb.BlobGC_ListEligible_FullMethodName, req, req.Consistency, heavy(a.s.heavy, limit > DefaultPageSize, "ListEligible", func() (*pb.ListEligibleResponse, error) {
 		blobs, more := listAfter(a.s.fsm, fsm.StatusMarked, after, skip, limit)
 		out := &pb.ListEligibleResponse{Hashes: make([][]byte, len(blobs))}
 		for i := range blobs {
@@ -451,7 +502,7 @@ func (a *api) ListEligible(ctx context.Context, req *pb.ListEligibleRequest) (*p
 			out.NextPageToken = blobs[len(blobs)-1].Hash.String()
 		}
 		return out, nil
-	})
+	}))
 }
 
 func (a *api) GetStats(ctx context.Context, req *pb.GetStatsRequest) (*pb.Stats, error) {
@@ -470,15 +521,26 @@ func (a *api) GetStats(ctx context.Context, req *pb.GetStatsRequest) (*pb.Stats,
 }
 
 func (a *api) ListNodes(ctx context.Context, req *pb.ListNodesRequest) (*pb.ListNodesResponse, error) {
-	return read[pb.ListNodesResponse](a.s, ctx, pb.BlobGC_ListNodes_FullMethodName, req, req.Consistency, func() (*pb.ListNodesResponse, error) {
-		nodes := a.s.fsm.Nodes()
+	limit, err := pageSize(req.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	after, err := nodeToken(req.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	return read[pb.ListNodesResponse](a.s, ctx, pb.BlobGC_ListNodes_FullMethodName, req, req.Consistency, heavy(a.s.heavy, limit > DefaultPageSize, "ListNodes", func() (*pb.ListNodesResponse, error) {
+		nodes, more := a.s.fsm.NodesPage(after, limit)
 		out := &pb.ListNodesResponse{Nodes: make([]*pb.NodeInfo, len(nodes))}
 		for i, n := range nodes {
 			out.Nodes[i] = &pb.NodeInfo{Id: n.ID, LastReportNs: n.LastReport, LastReportWallNs: n.LastWall,
 				Seq: n.Seq, Active: int64(n.Active), Pinned: int64(n.Pinned), Stale: n.Stale}
 		}
+		if more && len(nodes) > 0 {
+			out.NextPageToken = hex.EncodeToString([]byte(nodes[len(nodes)-1].ID))
+		}
 		return out, nil
-	})
+	}))
 }
 
 func (a *api) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryResponse, error) {
@@ -490,7 +552,7 @@ func (a *api) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryR
 	if err != nil {
 		return nil, err
 	}
-	return read[pb.HistoryResponse](a.s, ctx, pb.BlobGC_History_FullMethodName, req, req.Consistency, func() (*pb.HistoryResponse, error) {
+	return read[pb.HistoryResponse](a.s, ctx, pb.BlobGC_History_FullMethodName, req, req.Consistency, heavy(a.s.heavy, limit > DefaultPageSize, "History", func() (*pb.HistoryResponse, error) {
 		events, more := a.s.fsm.History(after, limit)
 		out := &pb.HistoryResponse{Events: make([]*pb.HistoryEvent, len(events))}
 		for i, e := range events {
@@ -502,7 +564,7 @@ func (a *api) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryR
 			out.NextPageToken = strconv.FormatUint(events[len(events)-1].Seq, 10)
 		}
 		return out, nil
-	})
+	}))
 }
 
 func (a *api) GetConfig(ctx context.Context, req *pb.GetConfigRequest) (*pb.Config, error) {
@@ -512,8 +574,10 @@ func (a *api) GetConfig(ctx context.Context, req *pb.GetConfigRequest) (*pb.Conf
 }
 
 func (a *api) Digest(ctx context.Context, req *pb.DigestRequest) (*pb.DigestResponse, error) {
-	idx, d := a.s.fsm.Digest()
-	return &pb.DigestResponse{ServerId: a.s.cfg.ID, AppliedIndex: idx, Digest: d[:]}, nil
+	return heavy(a.s.heavy, true, "Digest", func() (*pb.DigestResponse, error) {
+		idx, d := a.s.fsm.Digest()
+		return &pb.DigestResponse{ServerId: a.s.cfg.ID, AppliedIndex: idx, Digest: d[:]}, nil
+	})()
 }
 
 // ---- cluster operations ----

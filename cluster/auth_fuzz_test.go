@@ -77,7 +77,7 @@ func FuzzReportAdmission(f *testing.F) {
 		if proto.Unmarshal(reqBytes, &req) != nil {
 			return
 		}
-		if _, err := reportCommand(&req); err != nil {
+		if _, err := reportCommand(&req, MaxBatch); err != nil {
 			if c := status.Code(err); c != codes.InvalidArgument && c != codes.ResourceExhausted {
 				t.Fatalf("invalid report answered %v", err)
 			}

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"os"
@@ -445,7 +446,7 @@ func TestDeniedCountedAndAudited(t *testing.T) {
 	if err := call(t, withToken(ctx, ac.tokens[auth.RoleOperator]), cc, pb.BlobGC_Pin_FullMethodName, &pb.HashesRequest{Hashes: hashes(0, 3)}); err != nil {
 		t.Fatal(err)
 	}
-	metrics := scrape(t, l.MetricsAddr())
+	metrics := scrape(t, l.MetricsAddr(), ac.pki.Pool)
 	if want := `blobgc_auth_denied_total{method="Pin",role="reader"} 1`; !strings.Contains(metrics, want) {
 		t.Fatalf("metrics lack %s", want)
 	}
@@ -463,9 +464,17 @@ func TestDeniedCountedAndAudited(t *testing.T) {
 	}
 }
 
-func scrape(t *testing.T, addr string) string {
+// scrape reads /metrics from addr: over HTTPS trusting pool, or over
+// plain HTTP when pool is nil.
+func scrape(t *testing.T, addr string, pool *x509.CertPool) string {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	get := http.Get
+	url := "http://" + addr + "/metrics"
+	if pool != nil {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+		get, url = c.Get, "https://"+addr+"/metrics"
+	}
+	resp, err := get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

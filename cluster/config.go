@@ -86,7 +86,9 @@ type Config struct {
 	// configuration still at fsm.DefaultConfig().
 	GC          *fsm.Config
 	MetricsAddr string // host:port for HTTP /metrics; empty = off
-	Logger      hclog.Logger
+	// Limits bound what clients can make this server hold or do.
+	Limits Limits
+	Logger hclog.Logger
 	// WallClock, if set, is the source of every wall-clock reading the
 	// server records (a fault-injection aid for skews and jumps; the
 	// cluster clock never reads it). nil = the real clock.
@@ -183,6 +185,7 @@ func (c *Config) setDefaults() {
 	if c.TrustDomain == "" {
 		c.TrustDomain = auth.DefaultTrustDomain
 	}
+	c.Limits.setDefaults()
 }
 
 func (c *Config) validate() error {
@@ -225,6 +228,9 @@ func (c *Config) validate() error {
 	t := c.TLS
 	if (t.CertFile != "" || t.KeyFile != "" || t.CAFile != "") && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "") {
 		return errors.New("cluster: TLS needs CertFile, KeyFile and CAFile together")
+	}
+	if err := c.Limits.validate(); err != nil {
+		return err
 	}
 	if c.GC != nil {
 		if err := c.GC.Validate(); err != nil {

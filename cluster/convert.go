@@ -12,13 +12,14 @@ import (
 	"github.com/blobgc/blobgc/fsm/fsmpb"
 )
 
-// packHashes validates a batch of wire hashes and packs them for a command.
-func packHashes(field string, hs [][]byte, allowEmpty bool) ([]byte, error) {
+// packHashes validates a batch of at most max wire hashes and packs them for
+// a command.
+func packHashes(field string, hs [][]byte, allowEmpty bool, max int) ([]byte, error) {
 	if len(hs) == 0 && !allowEmpty {
 		return nil, invalidf("%s: empty batch; send at least one hash", field)
 	}
-	if len(hs) > MaxBatch {
-		return nil, status.Errorf(codes.ResourceExhausted, "%s: %d hashes, at most %d per request", field, len(hs), MaxBatch)
+	if len(hs) > max {
+		return nil, status.Errorf(codes.ResourceExhausted, "%s: %d hashes, at most %d per request", field, len(hs), max)
 	}
 	out := make([]byte, 0, len(hs)*fsm.HashSize)
 	for i, h := range hs {
@@ -81,6 +82,16 @@ func hashToken(tok string) (h fsm.Hash, ok bool, err error) {
 		return h, false, invalidf("page_token: %q is not a token returned by this API", tok)
 	}
 	return fsm.Hash(b), true, nil
+}
+
+// nodeToken decodes a page token holding the last node id of the previous
+// page (hex, so that any id makes a printable token).
+func nodeToken(tok string) (string, error) {
+	b, err := hex.DecodeString(tok)
+	if err != nil || len(b) > fsm.MaxNodeIDLen {
+		return "", invalidf("page_token: %q is not a token returned by this API", tok)
+	}
+	return string(b), nil
 }
 
 func seqToken(tok string) (uint64, error) {
@@ -213,8 +224,9 @@ func setConfigCommand(r *pb.SetConfigRequest) (*fsmpb.SetConfig, bool, error) {
 	return sc, any, nil
 }
 
-// reportCommand validates a Report request and converts it.
-func reportCommand(r *pb.ReportRequest) (*fsmpb.Report, error) {
+// reportCommand validates a Report request of at most maxBatch hashes and
+// converts it.
+func reportCommand(r *pb.ReportRequest, maxBatch int) (*fsmpb.Report, error) {
 	if err := validateNodeID(r.NodeId); err != nil {
 		return nil, err
 	}
@@ -225,9 +237,9 @@ func reportCommand(r *pb.ReportRequest) (*fsmpb.Report, error) {
 		return nil, invalidf("seq: %d is above %d (2^64 - 2^32); sequence numbers start low and count up", r.Seq, uint64(fsm.MaxSeq))
 	}
 	n := len(r.Active) + len(r.Pinned) + len(r.RemovedActive) + len(r.RemovedPinned)
-	if n > MaxBatch {
+	if n > maxBatch {
 		return nil, status.Errorf(codes.ResourceExhausted,
-			"report: %d hashes, at most %d per request; split a full report into FULL_CHUNK requests", n, MaxBatch)
+			"report: %d hashes, at most %d per request; split a full report into FULL_CHUNK requests", n, maxBatch)
 	}
 	out := &fsmpb.Report{NodeId: r.NodeId, Seq: r.Seq}
 	switch r.Kind {
@@ -253,16 +265,16 @@ func reportCommand(r *pb.ReportRequest) (*fsmpb.Report, error) {
 		return nil, invalidf("removed_active/removed_pinned: only for REPORT_KIND_DELTA")
 	}
 	var err error
-	if out.Active, err = packHashes("active", r.Active, true); err != nil {
+	if out.Active, err = packHashes("active", r.Active, true, maxBatch); err != nil {
 		return nil, err
 	}
-	if out.Pinned, err = packHashes("pinned", r.Pinned, true); err != nil {
+	if out.Pinned, err = packHashes("pinned", r.Pinned, true, maxBatch); err != nil {
 		return nil, err
 	}
-	if out.RemovedActive, err = packHashes("removed_active", r.RemovedActive, true); err != nil {
+	if out.RemovedActive, err = packHashes("removed_active", r.RemovedActive, true, maxBatch); err != nil {
 		return nil, err
 	}
-	if out.RemovedPinned, err = packHashes("removed_pinned", r.RemovedPinned, true); err != nil {
+	if out.RemovedPinned, err = packHashes("removed_pinned", r.RemovedPinned, true, maxBatch); err != nil {
 		return nil, err
 	}
 	return out, nil

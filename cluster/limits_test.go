@@ -1,133 +1,208 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
+	"io"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/blobgc/blobgc/api/blobgc/v1"
-	"github.com/blobgc/blobgc/auth"
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
-	"github.com/blobgc/blobgc/fsm"
+	"github.com/blobgc/blobgc/internal/rawproto"
 )
 
-// Reports with ids that are not auth.ValidName, sequence numbers near 2^64,
-// bad request ids and reports beyond max_nodes are refused with a clear
-// code, through any server, and change nothing.
-func TestReportLimitsRefused(t *testing.T) {
-	c := clustertest.Start(t, clustertest.Options{N: 3})
-	ctx := ctxT(t, time.Minute)
-	cl := c.Client(c.Leader())
-	one := int64(1)
-	retryWrite(t, time.Minute, func(ctx context.Context) error {
-		_, err := cl.SetConfig(ctx, &pb.SetConfigRequest{MaxNodes: &one})
-		return err
-	})
-	retryWrite(t, time.Minute, func(ctx context.Context) error {
-		_, err := cl.Report(ctx, &pb.ReportRequest{NodeId: "vm-1", Kind: pb.ReportKind_REPORT_KIND_FULL, Seq: 1})
-		return err
-	})
-	cfg := try(cl.GetConfig(ctx, &pb.GetConfigRequest{})).must(t)
-	if cfg.MaxNodes != 1 || cfg.MaxStagedHashes != int64(fsm.DefaultConfig().MaxStagedHashesTotal) {
-		t.Fatalf("config %v", cfg)
-	}
-	idx, digest := c.WaitConverged()
-	for _, s := range c.Running() {
-		cl := c.Client(s)
-		for _, tc := range []struct {
-			req  *pb.ReportRequest
-			code codes.Code
-		}{
-			{&pb.ReportRequest{NodeId: "vm 2", Kind: pb.ReportKind_REPORT_KIND_FULL, Seq: 1}, codes.InvalidArgument},
-			{&pb.ReportRequest{NodeId: "vm-1\x1b[2J", Kind: pb.ReportKind_REPORT_KIND_FULL, Seq: 1}, codes.InvalidArgument},
-			{&pb.ReportRequest{NodeId: "vm-1", Kind: pb.ReportKind_REPORT_KIND_FULL, Seq: fsm.MaxSeq + 1}, codes.InvalidArgument},
-			{&pb.ReportRequest{NodeId: "vm-1", Kind: pb.ReportKind_REPORT_KIND_DELTA, Seq: ^uint64(0)}, codes.InvalidArgument},
-			{&pb.ReportRequest{NodeId: "vm-2", Kind: pb.ReportKind_REPORT_KIND_FULL, Seq: 1}, codes.ResourceExhausted},
-			{&pb.ReportRequest{NodeId: "vm-2", Kind: pb.ReportKind_REPORT_KIND_FULL_CHUNK, Seq: 1, Chunk: &pb.Chunk{ReportId: 9}}, codes.ResourceExhausted},
-		} {
-			_, err := cl.Report(ctx, tc.req)
-			if status.Code(err) != tc.code {
-				t.Errorf("%s: report %q seq %d: %v, want %v", s.ID(), tc.req.NodeId, tc.req.Seq, err, tc.code)
-			}
-		}
-		if _, err := cl.RunCycle(ctx, &pb.RunCycleRequest{RequestId: "has space"}); status.Code(err) != codes.InvalidArgument {
-			t.Errorf("%s: bad request id: %v", s.ID(), err)
-		}
-	}
-	// Refused before the log: nothing was written.
-	if i, d := c.Leader().FSM().Digest(); i != idx || d != digest {
-		t.Fatal("refused reports changed the state")
-	}
-	if n := c.Leader().FSM().Nodes(); len(n) != 1 || n[0].ID != "vm-1" || n[0].Seq != 1 {
-		t.Fatalf("nodes %v", n)
+// wantCode fails unless err has code and its message contains msg.
+func wantCode(t *testing.T, what string, err error, code codes.Code, msg string) {
+	t.Helper()
+	if status.Code(err) != code || !strings.Contains(status.Convert(err).Message(), msg) {
+		t.Errorf("%s: got %v, want %v containing %q", what, err, code, msg)
 	}
 }
 
-// A retried RunCycle request id runs one cycle; scheduled cycles record
-// "scheduler" as their principal; tombstones keep claim and confirm times.
-func TestCycleRequestIDAndProvenance(t *testing.T) {
-	c := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(i int, cfg *cluster.Config) {
-		cfg.CycleInterval = 200 * time.Millisecond
+// Every limit is enforced before anything is proposed: the refused requests
+// leave every digest and the log where they were.
+func TestLimitsRefuseBeforeProposing(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(_ int, cfg *cluster.Config) {
+		cfg.Limits = cluster.Limits{MaxMessageSize: cluster.MinMessageSize, MaxBatch: 100}
 	}})
-	ctx := ctxT(t, 2*time.Minute)
-	cl := c.Client(c.Followers()[0])
-	grace := int64(0)
-	retryWrite(t, time.Minute, func(ctx context.Context) error {
-		_, err := cl.SetConfig(ctx, &pb.SetConfigRequest{GracePeriodNs: &grace})
-		return err
-	})
-	retryWrite(t, time.Minute, func(ctx context.Context) error {
-		_, err := cl.Report(ctx, &pb.ReportRequest{NodeId: "vm", Kind: pb.ReportKind_REPORT_KIND_FULL, Seq: 1, Active: hashes(0, 1)})
-		return err
-	})
-	retryWrite(t, time.Minute, func(ctx context.Context) error {
-		_, err := cl.RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 2)})
-		return err
-	})
-	// The scheduler marks hashN(1) and records itself.
-	var events []*pb.HistoryEvent
-	c.Eventually(time.Minute, "a scheduled cycle in the history", func() bool {
-		h, err := cl.History(ctx, &pb.HistoryRequest{})
-		if err != nil || len(h.Events) == 0 {
-			return false
-		}
-		events = h.Events
-		return true
-	})
-	if events[0].RunBy != fsm.SchedulerPrincipal {
-		t.Fatalf("scheduled cycle run by %q", events[0].RunBy)
+	ctx := ctxT(t, time.Minute)
+	leader := c.Leader()
+	try(c.Client(leader).RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 100)})).must(t)
+	idx, digest := c.WaitConverged()
+
+	for _, s := range c.Running() {
+		cl := c.RawClient(s)
+		// 70,000 hashes: about 2.4 MB, over the 2 MiB message limit.
+		_, err := cl.Pin(ctx, &pb.HashesRequest{Hashes: hashes(0, 70000)})
+		wantCode(t, s.ID()+" oversized message", err, codes.ResourceExhausted, "larger than max")
+		_, err = cl.Pin(ctx, &pb.HashesRequest{Hashes: hashes(0, 101)})
+		wantCode(t, s.ID()+" batch", err, codes.ResourceExhausted, "101 hashes, at most 100")
+		_, err = cl.Report(ctx, &pb.ReportRequest{NodeId: "vm", Kind: pb.ReportKind_REPORT_KIND_FULL, Seq: 1, Active: hashes(0, 60), Pinned: hashes(60, 41)})
+		wantCode(t, s.ID()+" report batch", err, codes.ResourceExhausted, "101 hashes, at most 100")
 	}
-	// One request id, several calls: one cycle. Cycles that mark nothing
-	// leave no history event, so count the applied RunCycle results instead:
-	// the retries are answered as duplicates.
-	var first *pb.CycleResult
-	retryWrite(t, time.Minute, func(ctx context.Context) error {
-		r, err := cl.RunCycle(ctx, &pb.RunCycleRequest{RequestId: "call-1"})
-		first = r
-		return err
-	})
-	for i := 0; i < 3; i++ {
-		r := try(c.Client(c.Running()[i]).RunCycle(ctx, &pb.RunCycleRequest{RequestId: "call-1"})).must(t)
-		if !r.Duplicate || r.TimeNs != first.TimeNs {
-			t.Fatalf("retry %d: %v, first %v", i, r, first)
+	// A batch at the limit passes.
+	try(c.Client(leader).Pin(ctx, &pb.HashesRequest{Hashes: hashes(0, 100)})).must(t)
+	idx2, digest2 := c.WaitConverged()
+	if idx2 == idx || digest2 == digest {
+		t.Fatalf("the batch at the limit changed nothing (index %d, %d)", idx, idx2)
+	}
+	for _, s := range c.Running() {
+		if got := s.Raft().LastIndex(); got != idx2 {
+			t.Errorf("%s: last log index %d, want %d: a refused request reached the log", s.ID(), got, idx2)
 		}
 	}
-	// Claim and confirm: the tombstone says when and by whom (without
-	// authentication configured, the anonymous admin).
-	granted := try(cl.Claim(ctx, &pb.HashesRequest{Hashes: hashes(1, 1)})).must(t).Granted
-	if len(granted) != 1 || !bytes.Equal(granted[0], hashN(1)) {
-		t.Fatalf("granted %x", granted)
+}
+
+func TestMaxConnectionsClosesTheExtraConnection(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 1, Configure: func(_ int, cfg *cluster.Config) {
+		cfg.Limits.MaxConnections = 2
+	}})
+	s := c.Leader()
+	var held []net.Conn
+	for range 2 {
+		conn, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, conn)
 	}
-	try(cl.ConfirmCollected(ctx, &pb.HashesRequest{Hashes: granted})).must(t)
-	st := try(cl.GetStatus(ctx, &pb.GetStatusRequest{Hash: hashN(1)})).must(t)
-	if st.State != pb.BlobState_BLOB_STATE_COLLECTED || st.ClaimedAtNs == 0 || st.ConfirmedAtNs < st.ClaimedAtNs ||
-		st.ClaimedBy != auth.Anonymous.String() || st.ConfirmedBy != auth.Anonymous.String() {
-		t.Fatalf("tombstone %v", st)
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	// The server sends its HTTP/2 settings on an accepted connection; the
+	// one over the limit is closed instead.
+	for i, conn := range held {
+		conn.SetReadDeadline(time.Now().Add(time.Minute))
+		if _, err := conn.Read(make([]byte, 1)); err != nil {
+			t.Fatalf("connection %d within the limit: %v", i, err)
+		}
 	}
-	c.WaitConverged()
+	extra, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(time.Minute))
+	if got, err := io.ReadAll(extra); len(got) != 0 || (err != nil && !strings.Contains(err.Error(), "reset")) {
+		t.Fatalf("connection over the limit: read %d bytes (error %v), want it closed by the server at once", len(got), err)
+	}
+
+	// Once a slot is free, clients get in again.
+	held[0].Close()
+	held = held[1:]
+	cc, err := grpc.NewClient("passthrough:///"+s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	clustertest.Eventually(t, time.Minute, "a client connects after a slot is freed", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := pb.NewBlobGCClient(cc).GetStats(ctx, &pb.GetStatsRequest{Consistency: pb.Consistency_CONSISTENCY_STALE})
+		return err == nil
+	})
+}
+
+// A connection carries at most MaxStreams calls at once: with one open
+// stream on a limit of 1, a second call on the same connection waits.
+func TestMaxStreamsPerConnection(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 1, Configure: func(_ int, cfg *cluster.Config) {
+		cfg.Limits.MaxStreams = 1
+	}})
+	s := c.Leader()
+	cc, err := grpc.NewClient("passthrough:///"+s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	watch, err := healthpb.NewHealthClient(cc).Watch(wctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err = pb.NewBlobGCClient(cc).GetStats(ctx, &pb.GetStatsRequest{Consistency: pb.Consistency_CONSISTENCY_STALE})
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("second call while the stream is open: %v, want it to wait (DeadlineExceeded)", err)
+	}
+	stopWatch()
+	clustertest.Eventually(t, time.Minute, "the call runs once the stream ended", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := pb.NewBlobGCClient(cc).GetStats(ctx, &pb.GetStatsRequest{Consistency: pb.Consistency_CONSISTENCY_STALE})
+		return err == nil
+	})
+}
+
+// Expensive reads (Digest, large pages) are refused with ResourceExhausted
+// while every slot is taken; small pages are not limited.
+func TestHeavyReadsAreLimited(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 1, Configure: func(_ int, cfg *cluster.Config) {
+		cfg.Limits.MaxHeavyReads = 1
+	}})
+	s := c.Leader()
+	ctx := ctxT(t, time.Minute)
+	cl := c.RawClient(s)
+	try(cl.RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 10)})).must(t)
+
+	heavy := map[string]func() error{
+		"Digest": func() error { _, err := cl.Digest(ctx, &pb.DigestRequest{}); return err },
+		"ListBlobs": func() error {
+			_, err := cl.ListBlobs(ctx, &pb.ListBlobsRequest{PageSize: cluster.DefaultPageSize + 1})
+			return err
+		},
+		"ListEligible": func() error {
+			_, err := cl.ListEligible(ctx, &pb.ListEligibleRequest{PageSize: cluster.MaxPageSize})
+			return err
+		},
+		"History": func() error {
+			_, err := cl.History(ctx, &pb.HistoryRequest{PageSize: cluster.MaxPageSize, Consistency: pb.Consistency_CONSISTENCY_STALE})
+			return err
+		},
+	}
+	release := s.HoldHeavyReads()
+	for name, call := range heavy {
+		wantCode(t, name, call(), codes.ResourceExhausted, "expensive reads")
+	}
+	if _, err := cl.ListBlobs(ctx, &pb.ListBlobsRequest{PageSize: cluster.DefaultPageSize}); err != nil {
+		t.Errorf("a default-sized page is not expensive: %v", err)
+	}
+	release()
+	for name, call := range heavy {
+		if err := call(); err != nil {
+			t.Errorf("%s with a free slot: %v", name, err)
+		}
+	}
+}
+
+// The shared listener answers a malformed protobuf request with
+// InvalidArgument, and it changes nothing.
+func TestMalformedRequestIsInvalidArgument(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 3})
+	ctx := ctxT(t, time.Minute)
+	idx, digest := c.WaitConverged()
+	for _, s := range c.Running() {
+		var out []byte
+		err := c.Conn(s.Addr()).Invoke(ctx, pb.BlobGC_RegisterBlobs_FullMethodName, &rawproto.Malformed, &out, grpc.ForceCodecV2(rawproto.Codec{}))
+		wantCode(t, s.ID(), err, codes.InvalidArgument, "malformed request")
+	}
+	if idx2, digest2 := c.WaitConverged(); idx2 != idx || digest2 != digest {
+		t.Fatalf("state changed: index %d -> %d", idx, idx2)
+	}
 }

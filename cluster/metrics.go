@@ -24,6 +24,7 @@ type metrics struct {
 	newlyMarked   prometheus.Counter
 	forwarded     *prometheus.CounterVec
 	closeOnce     sync.Once
+	refused       *prometheus.CounterVec
 }
 
 var (
@@ -76,8 +77,12 @@ func newMetrics(s *Server) *metrics {
 			Name: "blobgc_forwarded_requests_total",
 			Help: "Requests this server forwarded to the leader, by method and result code.",
 		}, []string{"method", "code"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blobgc_limit_refusals_total",
+			Help: "Connections and expensive reads this server refused because a limit was reached, by limit.",
+		}, []string{"limit"}),
 	}
-	m.reg.MustRegister(m.reports, m.cycles, m.cycleDuration, m.newlyMarked, m.forwarded,
+	m.reg.MustRegister(m.reports, m.cycles, m.cycleDuration, m.newlyMarked, m.forwarded, m.refused,
 		&stateCollector{s: s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

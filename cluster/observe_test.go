@@ -78,16 +78,7 @@ func TestMetrics(t *testing.T) {
 	try(cl.RunCycle(ctx, &pb.RunCycleRequest{})).must(t)
 	c.WaitConverged()
 
-	scrape := func(s *cluster.Server) string {
-		resp, err := http.Get("http://" + s.MetricsAddr() + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-	body := scrape(leader)
+	body := scrape(t, leader.MetricsAddr(), nil)
 	for _, want := range []string{
 		`blobgc_blobs{status="active"} 2`,
 		`blobgc_blobs{status="unreferenced"} 3`,
@@ -112,7 +103,7 @@ func TestMetrics(t *testing.T) {
 	if strings.Contains(body, "blobgc_raft_apply_total") {
 		t.Error("a server sharing its process shows raft's process-wide metrics")
 	}
-	fbody := scrape(c.Followers()[0])
+	fbody := scrape(t, c.Followers()[0].MetricsAddr(), nil)
 	for _, want := range []string{`blobgc_blobs{status="active"} 2`, "blobgc_is_leader 0", `blobgc_forwarded_requests_total{code="OK",method="Report"} 1`} {
 		if !strings.Contains(fbody, want) {
 			t.Errorf("follower metrics lack %q", want)

@@ -1,8 +1,6 @@
 package cluster_test
 
 import (
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,16 +14,7 @@ import (
 
 func scrapeMetrics(t *testing.T, s *cluster.Server) string {
 	t.Helper()
-	resp, err := http.Get("http://" + s.MetricsAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return scrape(t, s.MetricsAddr(), nil)
 }
 
 // A server alone in its process exposes raft's and raft-boltdb's metrics

@@ -86,13 +86,19 @@ func (r *replicated) ApplyBatch(logs []*raft.Log) []interface{} {
 func (r *replicated) noteCycle(out []interface{}) {
 	for i := len(out) - 1; i >= 0; i-- {
 		if res, ok := out[i].(*fsm.Result); ok && res.Err == nil && res.Cycle != nil && !res.Duplicate { // a replayed cycle did not run again
-			c := res.Cycle
-			r.mu.Lock()
-			r.lastCycle = cycleSummary{time: c.Time, newlyMarked: len(c.NewlyMarked), eligible: len(c.Eligible), skipped: c.Skipped}
-			r.mu.Unlock()
+			r.noteCycleResult(res.Cycle)
 			return
 		}
 	}
+}
+
+// noteCycleResult remembers c as the last cycle: one applied from the log,
+// or one the leader answered without a log entry because it changed
+// nothing (only the leader then knows of it).
+func (r *replicated) noteCycleResult(c *fsm.CycleResult) {
+	r.mu.Lock()
+	r.lastCycle = cycleSummary{time: c.Time, newlyMarked: len(c.NewlyMarked), eligible: len(c.Eligible), skipped: c.Skipped}
+	r.mu.Unlock()
 }
 
 // LastCycle returns the last cycle this server applied since it started.

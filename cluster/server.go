@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +41,7 @@ type Server struct {
 	raft      *raft.Raft
 	trans     *transport.Transport
 	stores    *stores
-	snaps     *raft.FileSnapshotStore
+	snaps     *privateSnapshots
 	lis       net.Listener
 	grpc      *grpc.Server
 	health    *health.Server
@@ -54,6 +53,7 @@ type Server struct {
 	reports     inflight
 	leaderCheck leaderCheck // shared VerifyLeader rounds for linearizable reads
 	metrics     *metrics
+	heavy       *heavyReads
 	authn       *authn
 	audit       hclog.Logger
 
@@ -129,7 +129,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.conns = newConnCache(clientTLS)
 	closers = append(closers, s.conns.closeAll)
 
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := makePrivateDir(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("cluster: data dir: %w", err)
 	}
 	s.lis = cfg.Listener
@@ -139,6 +139,10 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}
 	closers = append(closers, func() { s.lis.Close() })
+	s.metrics = newMetrics(s)
+	closers = append(closers, s.metrics.close)
+	s.lis = limitConns(s.lis, cfg.Limits.MaxConnections, s.metrics.refused.WithLabelValues("connections").Inc)
+	s.heavy = &heavyReads{slots: make(chan struct{}, cfg.Limits.MaxHeavyReads), refused: s.metrics.refused.WithLabelValues("heavy_reads").Inc}
 	s.addr = cfg.AdvertiseAddr
 	if s.addr == "" {
 		s.addr = advertisable(s.lis.Addr())
@@ -156,7 +160,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	closers = append(closers, func() { s.stores.closer() })
-	s.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, s.log.Named("snapshots")) // in DataDir/snapshots
+	s.snaps, err = newPrivateSnapshots(cfg.DataDir, 2, s.log.Named("snapshots")) // in DataDir/snapshots
 	if err != nil {
 		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
@@ -170,7 +174,10 @@ func New(cfg Config) (_ *Server, err error) {
 		LocalID:      raft.ServerID(cfg.ID),
 		TLS:          clientTLS,
 		VerifyServer: s.verifyServer,
-		Logger:       s.log.Named("transport"),
+		// The API and raft share one message limit: raft batches are split
+		// to fit, so it only needs to admit one command.
+		MaxMessageSize: cfg.Limits.MaxMessageSize,
+		Logger:         s.log.Named("transport"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: transport: %w", err)
@@ -203,13 +210,13 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("cluster: raft config: %w", err)
 	}
 
-	s.metrics = newMetrics(s)
 	s.metrics.register(s.trans)
 	if s.authn, err = newAuthn(cfg, s.log, s.metrics.reg); err != nil {
 		return nil, err
 	}
 	s.audit = s.log.Named("audit")
-	s.grpc = grpc.NewServer(append(append(transport.ServerOptions(0, serverTLS), s.peerOptions()...),
+	opts := append(transport.ServerOptions(cfg.Limits.MaxMessageSize, serverTLS), cfg.Limits.serverOptions()...)
+	s.grpc = grpc.NewServer(append(append(opts, s.peerOptions()...),
 		grpc.ChainUnaryInterceptor(s.authUnary, s.leaderHeaderInterceptor),
 		grpc.ChainStreamInterceptor(s.authStream))...)
 	s.trans.Register(s.grpc)
@@ -230,6 +237,11 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, fmt.Errorf("cluster: metrics listen: %w", err)
 		}
 		s.metricsHTTP = &http.Server{Handler: s.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		if serverTLS != nil {
+			// With TLS the metrics are served over HTTPS with the server's
+			// certificate; scrapers need no client certificate.
+			s.metricsHTTP.TLSConfig = serverTLS.Clone()
+		}
 	}
 
 	s.wg.Add(1)
@@ -272,7 +284,11 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.metricsHTTP.Serve(s.metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := s.metricsHTTP.Serve
+			if s.metricsHTTP.TLSConfig != nil {
+				serve = func(l net.Listener) error { return s.metricsHTTP.ServeTLS(l, "", "") }
+			}
+			if err := serve(s.metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("metrics serve", "error", err)
 			}
 		}()

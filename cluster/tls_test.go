@@ -3,7 +3,10 @@ package cluster_test
 import (
 	"context"
 	"crypto/tls"
+	"io"
+	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,3 +146,33 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// With TLS the metrics listener serves HTTPS with the server certificate;
+// plain HTTP gets no metrics.
+func TestTLSMetricsAreHTTPS(t *testing.T) {
+	files := testpki.WriteFiles(t, t.TempDir())
+	pool := files.Pool
+	c := clustertest.Start(t, clustertest.Options{N: 1, Configure: func(i int, cfg *cluster.Config) {
+		cfg.TLS = serverTLS(t, files, cfg.ID)
+		cfg.MetricsAddr = "127.0.0.1:0"
+	}})
+	addr := c.Leader().MetricsAddr()
+	httpsClient := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	resp, err := httpsClient.Get("https://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "blobgc_applied_index") {
+		t.Fatalf("https /metrics: %s\n%.200s", resp.Status, body)
+	}
+	plain := &http.Client{Timeout: time.Minute}
+	if resp, err := plain.Get("http://" + addr + "/metrics"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), "blobgc_applied_index") {
+			t.Fatal("metrics served over plain HTTP on a TLS server")
+		}
+	}
+}

@@ -385,6 +385,14 @@ func (s *state) unpin(packed []byte) (changed int) {
 	return changed
 }
 
+// claimable says whether a claim grants the blob: it is MARKED (the claim
+// makes it DELETING) or already DELETING (a repeated claim), and at this
+// point of the log no live report references it and no pin holds it.
+func claimable(e *entry) bool {
+	st := Status(e.status)
+	return (st == StatusMarked || st == StatusDeleting) && e.refs == 0 && e.pins == 0 && e.flags&flagCPin == 0
+}
+
 func (s *state) claim(packed []byte, by string, now int64) (granted []Hash, changed int) {
 	n := len(packed) / HashSize
 	for i := 0; i < n; i++ {
@@ -394,12 +402,11 @@ func (s *state) claim(packed []byte, by string, now int64) (granted []Hash, chan
 			continue
 		}
 		e := s.tab.get(id)
-		st := Status(e.status)
-		if (st != StatusMarked && st != StatusDeleting) || e.refs > 0 || e.pins > 0 || e.flags&flagCPin != 0 {
+		if !claimable(e) {
 			continue
 		}
 		granted = append(granted, h)
-		if st == StatusMarked {
+		if Status(e.status) == StatusMarked {
 			s.setStatus(s.mutBlob(id), StatusDeleting)
 			s.updateProv(h, func(r *provRec) { r.claimedBy, r.claimedAt = by, now })
 			changed++
@@ -467,11 +474,30 @@ func (s *state) setConfig(sc *fsmpb.SetConfig, by string) *Error {
 	return nil
 }
 
+// trimHistory keeps at most HistoryLimit events. Events that only repeat
+// the eligible count (nothing newly marked, nothing skipped) go first,
+// oldest first, then the oldest of the rest; the newest event always stays.
+// So a flood of cycles while blobs wait to be claimed cannot push out the
+// events that marked blobs or recorded a skip.
 func (s *state) trimHistory() {
-	if over := len(s.history) - s.config.HistoryLimit; over > 0 {
-		for i := range s.history[:over] {
-			s.digestHistory(&s.history[i], -1)
-		}
-		s.history = append([]HistoryEvent(nil), s.history[over:]...)
+	over := len(s.history) - s.config.HistoryLimit
+	if over <= 0 {
+		return
 	}
+	// A new array: frozen views may share the old one.
+	kept := make([]HistoryEvent, 0, len(s.history)-over)
+	last := len(s.history) - 1
+	for i := range s.history {
+		ev := &s.history[i]
+		if over > 0 && i < last && len(ev.NewlyMarked) == 0 && ev.Skipped == "" {
+			s.digestHistory(ev, -1)
+			over--
+			continue
+		}
+		kept = append(kept, *ev)
+	}
+	for i := range kept[:over] {
+		s.digestHistory(&kept[i], -1)
+	}
+	s.history = kept[over:]
 }

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -151,9 +152,28 @@ func TestPropertyAgainstNaiveModel(t *testing.T) {
 				if !reflect.DeepEqual(dry, want) {
 					rt.Fatalf("step %d dry run:\n got %+v\nwant %+v", step, dry, want)
 				}
+				// What a cycle may change: blobs, nodes (apart from the
+				// stale flag, which moves with cluster time), history.
+				observe := func() string {
+					hist, _ := h.f.History(0, 0)
+					nodes := h.f.Nodes()
+					for i := range nodes {
+						nodes[i].Stale = false
+					}
+					var blobs []BlobInfo
+					for _, x := range u {
+						blobs = append(blobs, h.f.Blob(x))
+					}
+					return fmt.Sprintf("%+v %+v %+v", blobs, nodes, hist)
+				}
+				idle, isIdle := h.f.IdleCycle(stamp)
+				before := observe()
 				r := idxOp(&fsmpb.RunCycle{RequestId: id})
 				if id != "" {
 					cycleRuns[id] = r.Cycle
+				}
+				if isIdle && (!reflect.DeepEqual(idle, r.Cycle) || observe() != before) {
+					rt.Fatalf("step %d: a cycle called idle changed something: %+v", step, r.Cycle)
 				}
 				want = m.cycle(true)
 				if !reflect.DeepEqual(r.Cycle, want) {
@@ -175,13 +195,23 @@ func TestPropertyAgainstNaiveModel(t *testing.T) {
 						hs = append(hs, r.Eligible...)
 					}
 				}
+				noopGrant, noop := h.f.ClaimIsNoop(PackHashes(hs))
 				r := idxOp(&fsmpb.Claim{Hashes: PackHashes(hs)})
 				if want := m.claim(hs); !hashesEqual(r.Claimed, want) {
 					rt.Fatalf("claimed %s, want %s", short(r.Claimed), short(want))
 				}
+				if noop && (r.Changed != 0 || !hashesEqual(noopGrant, r.Claimed)) {
+					rt.Fatalf("a claim called a no-op changed %d, granted %s (predicted %s)", r.Changed, short(r.Claimed), short(noopGrant))
+				}
+				if !noop && r.Changed == 0 {
+					rt.Fatalf("a claim that changed nothing was not called a no-op")
+				}
 			case 12:
 				hs := nonEmpty("confirm")
-				idxOp(&fsmpb.ConfirmCollected{Hashes: PackHashes(hs)})
+				noop := h.f.ConfirmIsNoop(PackHashes(hs))
+				if r := idxOp(&fsmpb.ConfirmCollected{Hashes: PackHashes(hs)}); noop != (r.Changed == 0) {
+					rt.Fatalf("confirm called a no-op: %v, changed %d", noop, r.Changed)
+				}
 				m.confirm(hs)
 			case 14:
 				// A full report in chunks, with a retried chunk now and then.

@@ -130,11 +130,26 @@ func (f *FSM) Counts() Counts {
 
 // Nodes lists the nodes with a kept report, sorted by id.
 func (f *FSM) Nodes() []NodeInfo {
+	nodes, _ := f.NodesPage("", 0)
+	return nodes
+}
+
+// NodesPage returns up to limit nodes (0: all) whose id sorts after after,
+// by id, and whether more follow.
+func (f *FSM) NodesPage(after string, limit int) (nodes []NodeInfo, more bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.st
-	out := make([]NodeInfo, 0, len(s.nodes))
-	for _, id := range s.sortedNodeIDs() {
+	ids := s.sortedNodeIDs()
+	ids = ids[sort.SearchStrings(ids, after):]
+	if len(ids) > 0 && ids[0] == after {
+		ids = ids[1:]
+	}
+	if limit > 0 && len(ids) > limit {
+		ids, more = ids[:limit], true
+	}
+	out := make([]NodeInfo, 0, len(ids))
+	for _, id := range ids {
 		n := s.nodes[id]
 		out = append(out, NodeInfo{
 			ID: id, LastReport: n.lastReport, LastWall: n.lastWall, Seq: n.seq,
@@ -142,7 +157,7 @@ func (f *FSM) Nodes() []NodeInfo {
 			Stale: s.clusterTime-n.lastReport >= int64(s.config.StaleThreshold),
 		})
 	}
-	return out
+	return out, more
 }
 
 // AdmitsNode returns the error a report from node id would get for
@@ -210,4 +225,61 @@ func (f *FSM) DryRunCycle(now int64) *CycleResult {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.st.plan(max(now, f.st.clusterTime)).result()
+}
+
+// IdleCycle reports whether a cycle at cluster time now would change
+// nothing: no dirty blobs, no stale node to drop, no status change, nothing
+// eligible (so no history event), no skip to record. Its result (returned)
+// is then known without applying it. Applying it would only advance the
+// FIFO past entries that no longer apply, which the next applied cycle does
+// just as well.
+func (f *FSM) IdleCycle(now int64) (*CycleResult, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.st
+	p := s.plan(max(now, s.clusterTime))
+	idle := len(s.dirty) == 0 && (!p.dropStale || len(p.stale) == 0)
+	if !p.belowMin {
+		idle = idle && len(p.changes) == 0 && len(p.newly) == 0 && p.skipped == "" && len(p.eligible) == 0
+	}
+	return p.result(), idle
+}
+
+// ClaimIsNoop reports whether Claim(packed) would change nothing (no hash
+// is MARKED and claimable), and if so what it would grant: the hashes
+// already DELETING and still claimable, sorted.
+func (f *FSM) ClaimIsNoop(packed []byte) (granted []Hash, noop bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.st
+	for i := range len(packed) / HashSize {
+		h := hashAt(packed, i)
+		id, ok := s.tab.lookup(&h)
+		if !ok {
+			continue
+		}
+		if e := s.tab.get(id); claimable(e) {
+			if Status(e.status) == StatusMarked {
+				return nil, false
+			}
+			granted = append(granted, h)
+		}
+	}
+	sortHashes(granted)
+	return slices.Compact(granted), true
+}
+
+// ConfirmIsNoop reports whether ConfirmCollected(packed) would change
+// nothing: none of the hashes is DELETING.
+func (f *FSM) ConfirmIsNoop(packed []byte) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.st
+	for i := range len(packed) / HashSize {
+		h := hashAt(packed, i)
+		if id, ok := s.tab.lookup(&h); ok && Status(s.tab.get(id).status) == StatusDeleting {
+			return false
+		}
+	}
+	return true
 }

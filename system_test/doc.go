@@ -8,4 +8,11 @@
 // The benchmarks (bench_test.go) measure leader failover (SIGKILL of the
 // leader process to the first acknowledged write) and pin throughput with 1
 // and 64 concurrent clients against real processes.
+//
+// hostile_test.go attacks a cluster of processes as a hostile client would
+// (oversized and malformed messages, unfinished chunked reports, floods of
+// node ids, cycles, claims, streams and connections) and checks that it
+// keeps its leader, bounded memory and every acknowledged write of a
+// well-behaved client; BenchmarkHostileP99 measures that client's p99
+// latency quiet and under each attack.
 package systemtest

@@ -17,8 +17,9 @@ import (
 )
 
 // benchCluster starts a 3-node raft cluster on loopback with raft-boltdb
-// (fsync on) and the given transport kind, and returns its leader.
-func benchCluster(b *testing.B, kind string) *raft.Raft {
+// (fsync on) and the given transport kind (cfg configures the gRPC one),
+// and returns its leader.
+func benchCluster(b *testing.B, kind string, cfg Config) *raft.Raft {
 	var rafts []*raft.Raft
 	var servers []raft.Server
 	for i := range 3 {
@@ -29,7 +30,7 @@ func benchCluster(b *testing.B, kind string) *raft.Raft {
 			if err != nil {
 				b.Fatal(err)
 			}
-			trans = newNodeOn(b, lis, Config{}, nil).trans
+			trans = newNodeOn(b, lis, cfg, nil).trans
 		case "tcp":
 			nt, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, io.Discard)
 			if err != nil {
@@ -47,12 +48,12 @@ func benchCluster(b *testing.B, kind string) *raft.Raft {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cfg := raft.DefaultConfig()
-		cfg.LocalID = raft.ServerID(fmt.Sprint("node", i))
-		cfg.Logger = hclog.NewNullLogger()
-		cfg.SnapshotThreshold = 1 << 30
-		cfg.SnapshotInterval = time.Hour
-		r, err := raft.NewRaft(cfg, &testFSM{}, store, store, snaps, trans)
+		rc := raft.DefaultConfig()
+		rc.LocalID = raft.ServerID(fmt.Sprint("node", i))
+		rc.Logger = hclog.NewNullLogger()
+		rc.SnapshotThreshold = 1 << 30
+		rc.SnapshotInterval = time.Hour
+		r, err := raft.NewRaft(rc, &testFSM{}, store, store, snaps, trans)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -61,7 +62,7 @@ func benchCluster(b *testing.B, kind string) *raft.Raft {
 			_ = store.Close()
 		})
 		rafts = append(rafts, r)
-		servers = append(servers, raft.Server{ID: cfg.LocalID, Address: trans.LocalAddr()})
+		servers = append(servers, raft.Server{ID: rc.LocalID, Address: trans.LocalAddr()})
 	}
 	if err := rafts[0].BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
 		b.Fatal(err)
@@ -87,40 +88,57 @@ func benchCluster(b *testing.B, kind string) *raft.Raft {
 // latency on a 3-node cluster, 64 concurrent appliers, 100-byte entries,
 // once over this transport and once over raft's NetworkTransport.
 func BenchmarkRaftApply(b *testing.B) {
-	const appliers = 64
-	entry := make([]byte, 100)
 	for _, kind := range []string{"grpc", "tcp"} {
 		b.Run("transport="+kind, func(b *testing.B) {
-			leader := benchCluster(b, kind)
-			latencies := make([][]time.Duration, appliers)
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for w := range appliers {
-				wg.Go(func() {
-					for next.Add(1) <= int64(b.N) {
-						t0 := time.Now()
-						if err := leader.Apply(entry, 10*time.Second).Error(); err != nil {
-							b.Error(err)
-							return
-						}
-						latencies[w] = append(latencies[w], time.Since(t0))
-					}
-				})
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			b.StopTimer()
-			all := slices.Concat(latencies...)
-			slices.Sort(all)
-			if len(all) == 0 {
-				return
-			}
-			p99 := all[min(len(all)-1, len(all)*99/100)]
-			b.ReportMetric(float64(len(all))/elapsed.Seconds(), "ops/s")
-			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
-			b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+			benchApply(b, benchCluster(b, kind, Config{}), 64, 100)
 		})
 	}
+}
+
+// BenchmarkRaftApplyLarge measures replication of entries near the state
+// machine's 1 MiB command limit (16 concurrent appliers, so raft batches up
+// to 16 MiB) under a small and the default gRPC message limit: with the
+// small one every batch is split into several AppendEntries requests.
+func BenchmarkRaftApplyLarge(b *testing.B) {
+	for _, limit := range []int{4 << 20, DefaultMaxMessageSize} {
+		b.Run(fmt.Sprintf("max-message=%dMiB", limit>>20), func(b *testing.B) {
+			benchApply(b, benchCluster(b, "grpc", Config{MaxMessageSize: limit}), 16, 1000*1000)
+		})
+	}
+}
+
+// benchApply runs b.N Applies of size-byte entries from appliers goroutines
+// and reports throughput and latency.
+func benchApply(b *testing.B, leader *raft.Raft, appliers, size int) {
+	entry := make([]byte, size)
+	latencies := make([][]time.Duration, appliers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := range appliers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				if err := leader.Apply(entry, 10*time.Second).Error(); err != nil {
+					b.Error(err)
+					return
+				}
+				latencies[w] = append(latencies[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	p99 := all[min(len(all)-1, len(all)*99/100)]
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "ops/s")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(len(all)*size)/elapsed.Seconds()/1e6, "MB/s")
 }

@@ -25,11 +25,13 @@ import (
 // without a certificate, use ClientAuth tls.VerifyClientCertIfGiven with the
 // cluster CA in ClientCAs: ServerOptions then also installs RequirePeerCert
 // (nil), so the raft service admits only callers with a verified certificate.
+// A malformed protobuf message is answered InvalidArgument (grpc-go's own
+// codec answers Internal), and unknown fields are dropped on decoding.
 func ServerOptions(maxMessageSize int, tlsCfg *tls.Config) []grpc.ServerOption {
 	if maxMessageSize <= 0 {
 		maxMessageSize = DefaultMaxMessageSize
 	}
-	opts := []grpc.ServerOption{
+	opts := append((&strictCodec{}).serverOptions(),
 		grpc.MaxRecvMsgSize(maxMessageSize),
 		grpc.MaxSendMsgSize(maxMessageSize),
 		// grpc-go's default policy (5 min, no pings without streams) answers
@@ -42,9 +44,9 @@ func ServerOptions(maxMessageSize int, tlsCfg *tls.Config) []grpc.ServerOption {
 			Time:    10 * time.Second,
 			Timeout: 5 * time.Second,
 		}),
-		grpc.InitialWindowSize(1 << 20),
-		grpc.InitialConnWindowSize(4 << 20),
-	}
+		grpc.InitialWindowSize(1<<20),
+		grpc.InitialConnWindowSize(4<<20),
+	)
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))
 		if tlsCfg.ClientAuth >= tls.VerifyClientCertIfGiven {

@@ -99,7 +99,7 @@ func (e *env) emit(v any, table func(w io.Writer)) error {
 	if e.json {
 		return writeJSON(e.out, v)
 	}
-	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(controlEscaper{e.out}, 0, 4, 2, ' ', 0)
 	table(tw)
 	return tw.Flush()
 }
@@ -210,7 +210,7 @@ func listOrDash(ss []string) string {
 	if len(ss) == 0 {
 		return "-"
 	}
-	return strings.Join(ss, ",")
+	return printable(strings.Join(ss, ","))
 }
 
 func stateName(s blobgcv1.BlobState) string {
@@ -477,7 +477,7 @@ func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return printable(s)
 }
 
 func historyCmd() *cobra.Command {
@@ -536,7 +536,7 @@ func nodesCmd() *cobra.Command {
 		return e.emit(js, func(w io.Writer) {
 			fmt.Fprintln(w, "ID\tSEQ\tACTIVE\tPINNED\tSTALE\tLAST_REPORT")
 			for _, n := range nodes {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%t\t%s\n", n.Id, n.Seq, n.Active, n.Pinned, n.Stale, wallAge(n.LastReportWallNs))
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%t\t%s\n", printable(n.Id), n.Seq, n.Active, n.Pinned, n.Stale, wallAge(n.LastReportWallNs))
 			}
 		})
 	})
@@ -691,7 +691,7 @@ func printMembers(e *env, m *blobgcv1.MembersResponse) error {
 			if leaderCommit > 0 && mem.CommitIndex > 0 && !mem.Leader {
 				trails = strconv.FormatUint(leaderCommit-min(leaderCommit, mem.CommitIndex), 10)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%d\t%d\t%s\n", mem.Id, mem.Address, mem.State, mem.Voter, contact, mem.CommitIndex, mem.AppliedIndex, trails)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%d\t%d\t%s\n", printable(mem.Id), printable(mem.Address), printable(mem.State), mem.Voter, contact, mem.CommitIndex, mem.AppliedIndex, trails)
 		}
 		fmt.Fprintf(w, "term %d, leader %s at %s\n", m.Term, orDash(m.LeaderId), orDash(m.LeaderAddress))
 	})
@@ -784,10 +784,10 @@ func digestCmd() *cobra.Command {
 			fmt.Fprintln(w, "SERVER\tADDRESS\tAPPLIED_INDEX\tDIGEST")
 			for _, r := range rows {
 				if r.Error != "" {
-					fmt.Fprintf(w, "-\t%s\t-\t%s\n", r.Address, r.Error)
+					fmt.Fprintf(w, "-\t%s\t-\t%s\n", printable(r.Address), r.Error)
 					continue
 				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", r.ServerID, r.Address, r.AppliedIndex, r.Digest)
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", printable(r.ServerID), printable(r.Address), r.AppliedIndex, r.Digest)
 			}
 		})
 		if err == nil && ok == 0 {
@@ -828,7 +828,7 @@ func healthCmd() *cobra.Command {
 		}
 		res := map[string]any{"address": addr, "status": st.String(), "leader_id": m.LeaderId, "leader_address": m.LeaderAddress, "term": m.Term}
 		return e.emit(res, func(w io.Writer) {
-			fmt.Fprintf(w, "%s\t%s\tleader %s at %s, term %d\n", addr, st, m.LeaderId, m.LeaderAddress, m.Term)
+			fmt.Fprintf(w, "%s\t%s\tleader %s at %s, term %d\n", printable(addr), st, printable(m.LeaderId), printable(m.LeaderAddress), m.Term)
 		})
 	})
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:7001", "the server to check (the default is the first server of blobgc dev)")

@@ -68,7 +68,7 @@ func applyEnv(fs *pflag.FlagSet) error {
 // errorText renders an error for a person: a gRPC status as "Code: message".
 func errorText(err error) string {
 	if s, ok := status.FromError(err); ok {
-		return fmt.Sprintf("%s: %s", s.Code(), s.Message())
+		return fmt.Sprintf("%s: %s", s.Code(), printable(s.Message()))
 	}
-	return err.Error()
+	return printable(err.Error())
 }

@@ -28,6 +28,7 @@ type serverFlags struct {
 	tokenFile                             string
 	insecure                              bool
 	timings                               timingFlags
+	limits                                cluster.Limits
 	gc                                    gcFlags
 	metricsAddr                           string
 	log                                   logFlags
@@ -66,6 +67,15 @@ func (t *timingFlags) apply(c *cluster.Config) {
 	c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = t.snapshotThreshold, t.snapshotInterval, t.trailingLogs
 	c.ApplyTimeout, c.CycleInterval, c.JoinTimeout = t.applyTO, t.cycle, t.join
 	c.MaxAppendEntries, c.LogStore = t.maxAppendEntries, t.logStore
+}
+
+// registerLimits adds the flags of the client limits, with their defaults.
+func registerLimits(fs *pflag.FlagSet, l *cluster.Limits) {
+	fs.IntVar(&l.MaxMessageSize, "max-message-size", cluster.DefaultMaxMessageSize, fmt.Sprintf("largest gRPC message in bytes, API and raft alike (at least %d)", cluster.MinMessageSize))
+	fs.IntVar(&l.MaxBatch, "max-batch", cluster.MaxBatch, fmt.Sprintf("most hashes in one request (1 to %d; clients split at %d)", cluster.MaxBatch, cluster.MaxBatch))
+	fs.Uint32Var(&l.MaxStreams, "max-streams-per-conn", cluster.DefaultMaxStreams, "concurrent calls on one connection")
+	fs.IntVar(&l.MaxConnections, "max-connections", cluster.DefaultMaxConns, "open connections, peers included; more are closed at once")
+	fs.IntVar(&l.MaxHeavyReads, "max-heavy-reads", cluster.DefaultMaxHeavyReads, fmt.Sprintf("concurrent expensive reads (Digest, pages over %d items); more get ResourceExhausted", cluster.DefaultPageSize))
 }
 
 // gcFlags are the initial GC configuration, proposed by the first leader of a
@@ -201,6 +211,7 @@ certificate, key and CA files.`,
 	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "fault injection: offset added to every wall-clock reading of this server (stamped wall times, log times); cluster time is unaffected")
 	fs.StringVar(&f.clockSkewFile, "clock-skew-file", "", `fault injection: file whose skew ("DURATION" or "ID=DURATION" lines) is added to --clock-skew; re-read when it changes, so the wall clock jumps at runtime`)
 	f.timings.register(fs)
+	registerLimits(fs, &f.limits)
 	f.gc.register(fs)
 	f.log.register(fs, "info")
 	return cmd
@@ -244,6 +255,7 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 		TrustDomain: f.trustDomain,
 		GC:          gc,
 		MetricsAddr: f.metricsAddr,
+		Limits:      f.limits,
 		Logger:      log,
 		WallClock:   wall,
 	}

@@ -1259,9 +1259,14 @@ func (x *Stats) GetLastCycleSkipped() string {
 	return ""
 }
 
+// Nodes come ordered by id, at most page_size per page (0: the server's
+// default page size); a page larger than that default is an expensive read.
+// Pass next_page_token back as page_token for the next page.
 type ListNodesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Consistency   Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=blobgc.v1.Consistency" json:"consistency,omitempty"`
+	PageSize      int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1301,6 +1306,20 @@ func (x *ListNodesRequest) GetConsistency() Consistency {
 		return x.Consistency
 	}
 	return Consistency_CONSISTENCY_LINEARIZABLE
+}
+
+func (x *ListNodesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNodesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
 }
 
 type NodeInfo struct {
@@ -1396,8 +1415,10 @@ func (x *NodeInfo) GetStale() bool {
 }
 
 type ListNodesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1437,6 +1458,13 @@ func (x *ListNodesResponse) GetNodes() []*NodeInfo {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ListNodesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RunCycleRequest struct {
@@ -2985,9 +3013,12 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\rlast_cycle_ns\x18\r \x01(\x03R\vlastCycleNs\x125\n" +
 	"\x17last_cycle_newly_marked\x18\x0e \x01(\x03R\x14lastCycleNewlyMarked\x12.\n" +
 	"\x13last_cycle_eligible\x18\x0f \x01(\x03R\x11lastCycleEligible\x12,\n" +
-	"\x12last_cycle_skipped\x18\x10 \x01(\tR\x10lastCycleSkipped\"L\n" +
+	"\x12last_cycle_skipped\x18\x10 \x01(\tR\x10lastCycleSkipped\"\x88\x01\n" +
 	"\x10ListNodesRequest\x128\n" +
-	"\vconsistency\x18\x01 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\"\xc7\x01\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x16.blobgc.v1.ConsistencyR\vconsistency\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xc7\x01\n" +
 	"\bNodeInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
 	"\x0elast_report_ns\x18\x02 \x01(\x03R\flastReportNs\x12-\n" +
@@ -2995,9 +3026,10 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06active\x18\x05 \x01(\x03R\x06active\x12\x16\n" +
 	"\x06pinned\x18\x06 \x01(\x03R\x06pinned\x12\x14\n" +
-	"\x05stale\x18\a \x01(\bR\x05stale\">\n" +
+	"\x05stale\x18\a \x01(\bR\x05stale\"f\n" +
 	"\x11ListNodesResponse\x12)\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x13.blobgc.v1.NodeInfoR\x05nodes\"I\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x13.blobgc.v1.NodeInfoR\x05nodes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"I\n" +
 	"\x0fRunCycleRequest\x12\x17\n" +
 	"\adry_run\x18\x01 \x01(\bR\x06dryRun\x12\x1d\n" +
 	"\n" +
