@@ -51,7 +51,11 @@ type Config struct {
 	Listener net.Listener
 	Peers    []Peer   // static bootstrap set, identical on every server; empty with Join
 	Join     []string // addresses of existing members to join through (any member)
-	TLS      TLSFiles // empty = plaintext
+	// DiscardDamagedState moves a damaged raft.db and snapshots/ aside
+	// (renamed *.damaged-<unix time>) and starts without raft state, instead
+	// of refusing to start.
+	DiscardDamagedState bool
+	TLS                 TLSFiles // empty = plaintext
 
 	// Raft timings; 0 = the LAN defaults above. LeaderLeaseTimeout is capped
 	// at HeartbeatTimeout.

@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -144,12 +143,10 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}
 
-	s.store, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.DataDir, "raft.db"),
-		// The freelist is rebuilt on open instead of written on every commit:
-		// fewer pages per fsync on the write path.
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
-	})
+	if err := s.checkDataDir(); err != nil {
+		return nil, err
+	}
+	s.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, raftDBName), BoltOptions: boltOptions()})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft.db: %w", err)
 	}

@@ -22,6 +22,7 @@ const shutdownTimeout = 10 * time.Second
 // serverFlags holds the flags of `blobgc server`.
 type serverFlags struct {
 	id, dataDir, listen, advertise, peers string
+	discardDamaged                        bool
 	join                                  []string
 	tlsCert, tlsKey, tlsCA                string
 	timings                               timingFlags
@@ -167,6 +168,7 @@ with --join (any member's address) instead of --peers.`,
 	fs.StringVar(&f.advertise, "advertise", "", "address peers and clients dial (default: the listen address)")
 	fs.StringVar(&f.peers, "peers", "", `bootstrap peers "id=host:port,..." (identical on every server)`)
 	fs.StringSliceVar(&f.join, "join", nil, "addresses of members to join through (instead of --peers)")
+	fs.BoolVar(&f.discardDamaged, "discard-damaged-state", false, "if raft.db or the snapshots are damaged or do not fit together, move them aside (*.damaged-<time>) and start as a new, empty server instead of refusing to start")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) for peers and client certificates")
@@ -205,7 +207,7 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	}
 	c = cluster.Config{
 		ID: f.id, DataDir: f.dataDir, ListenAddr: f.listen, AdvertiseAddr: f.advertise,
-		Peers: peers, Join: f.join,
+		Peers: peers, Join: f.join, DiscardDamagedState: f.discardDamaged,
 		TLS:         cluster.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, CAFile: f.tlsCA},
 		GC:          gc,
 		MetricsAddr: f.metricsAddr,
@@ -253,13 +255,24 @@ func runServers(ctx context.Context, stderr io.Writer, cfgs []cluster.Config, st
 			}
 		}
 	}
+	// In one process (dev), a server that cannot start (a damaged data dir)
+	// is reported and the others run on while they are a majority.
+	var failed []string
 	for _, cfg := range cfgs {
 		s, err := cluster.New(cfg)
 		if err != nil {
-			stopAll()
-			return fmt.Errorf("server %s: %w", cfg.ID, err)
+			if len(cfgs) == 1 {
+				return fmt.Errorf("server %s: %w", cfg.ID, err)
+			}
+			fmt.Fprintf(stderr, "server %s cannot start: %v\n", cfg.ID, err)
+			failed = append(failed, cfg.ID)
+			continue
 		}
 		servers = append(servers, s)
+	}
+	if len(failed) > 0 && len(servers) <= len(cfgs)/2 {
+		stopAll()
+		return fmt.Errorf("servers %s cannot start, and the others are not a majority", strings.Join(failed, ", "))
 	}
 	// Start them together: a bootstrap waits for its peers to be serving.
 	errs := make(chan error, len(servers))
