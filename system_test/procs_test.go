@@ -73,6 +73,16 @@ func freeAddr(t testing.TB) string {
 // startProcs starts n server processes bootstrapping one cluster.
 func startProcs(t testing.TB, n int, tm timings, extra ...string) *procCluster {
 	t.Helper()
+	pc := newProcs(t, n, tm, extra...)
+	for i := range pc.procs {
+		pc.start(i)
+	}
+	return pc
+}
+
+// newProcs prepares n server processes of one cluster without starting them.
+func newProcs(t testing.TB, n int, tm timings, extra ...string) *procCluster {
+	t.Helper()
 	pc := &procCluster{t: t}
 	var peers []string
 	base := t.TempDir()
@@ -87,9 +97,6 @@ func startProcs(t testing.TB, n int, tm timings, extra ...string) *procCluster {
 		p.args = append(p.args, extra...)
 	}
 	t.Cleanup(pc.killAll)
-	for i := range pc.procs {
-		pc.start(i)
-	}
 	return pc
 }
 

@@ -35,7 +35,7 @@ the environment as BLOBGC_<FLAG> (dashes as underscores), e.g. BLOBGC_SERVERS.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serverCmd(), devCmd())
+	root.AddCommand(serverCmd(), devCmd(), snapshotCmd())
 	addClientCommands(root)
 	return root
 }
