@@ -47,6 +47,7 @@ type Server struct {
 	lis       net.Listener
 	grpc      *grpc.Server
 	health    *health.Server
+	persist   *persistHealth
 	addr      string // advertised
 
 	conns   *connCache
@@ -79,6 +80,9 @@ type session struct {
 	t0   int64      // cluster time applied before this term
 	m0   time.Time  // real time.Now() at t0: only its monotonic reading is used
 	wall *WallClock // the server's wall-clock source (nil: the real clock)
+
+	leaseMu   sync.Mutex
+	leaseFrom time.Time // start of the last VerifyLeader round a quorum answered
 }
 
 // now returns the cluster time and wall time to stamp on a command. The
@@ -155,11 +159,6 @@ func New(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	logs, err := raft.NewLogCache(512, s.store)
-	if err != nil {
-		return nil, err
-	}
-
 	s.trans, err = transport.New(transport.Config{
 		LocalAddr: raft.ServerAddress(s.addr),
 		LocalID:   raft.ServerID(cfg.ID),
@@ -201,7 +200,12 @@ func New(cfg Config) (_ *Server, err error) {
 	blobgcv1.RegisterBlobGCServer(s.grpc, &api{s: s})
 	s.health = health.NewServer()
 	s.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	healthpb.RegisterHealthServer(s.grpc, &healthServer{Server: s.health, s: s})
+	s.persist = s.newPersistHealth()
+	logs, err := raft.NewLogCache(512, &observedLogStore{LogStore: s.store, p: s.persist})
+	if err != nil {
+		return nil, err
+	}
 	reflection.Register(s.grpc)
 
 	s.raft, err = raft.NewRaft(rc, s.repl, logs, s.store, s.snaps, trans)
@@ -214,7 +218,7 @@ func New(cfg Config) (_ *Server, err error) {
 		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			return nil, fmt.Errorf("cluster: metrics listen: %w", err)
 		}
-		s.metricsHTTP = &http.Server{Handler: s.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		s.metricsHTTP = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
 
 	s.wg.Add(1)
