@@ -55,6 +55,12 @@ type Config struct {
 	// (renamed *.damaged-<unix time>) and starts without raft state, instead
 	// of refusing to start.
 	DiscardDamagedState bool
+	// RecoverPeers, if set, replaces the raft configuration with these
+	// servers before raft starts, provided that no quorum of the current
+	// configuration answers within RecoverProbeTimeout (default
+	// DefaultRecoverProbeTimeout). For a cluster that lost quorum for good.
+	RecoverPeers        []Peer
+	RecoverProbeTimeout time.Duration
 	TLS                 TLSFiles // empty = plaintext
 
 	// Raft timings; 0 = the LAN defaults above. LeaderLeaseTimeout is capped
@@ -139,6 +145,7 @@ func (c *Config) setDefaults() {
 	def(&c.CycleInterval, DefaultCycleInterval)
 	def(&c.SnapshotInterval, DefaultSnapshotInterval)
 	def(&c.JoinTimeout, DefaultJoinTimeout)
+	def(&c.RecoverProbeTimeout, DefaultRecoverProbeTimeout)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = DefaultSnapshotThreshold
 	}

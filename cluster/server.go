@@ -208,6 +208,11 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	reflection.Register(s.grpc)
 
+	if len(cfg.RecoverPeers) > 0 {
+		if err := s.recoverCluster(rc, logs); err != nil {
+			return nil, err
+		}
+	}
 	s.raft, err = raft.NewRaft(rc, s.repl, logs, s.store, s.snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft: %w", err)

@@ -23,6 +23,8 @@ const shutdownTimeout = 10 * time.Second
 type serverFlags struct {
 	id, dataDir, listen, advertise, peers string
 	discardDamaged                        bool
+	recoverFrom                           string
+	recoverProbe                          time.Duration
 	join                                  []string
 	tlsCert, tlsKey, tlsCA                string
 	timings                               timingFlags
@@ -169,6 +171,8 @@ with --join (any member's address) instead of --peers.`,
 	fs.StringVar(&f.peers, "peers", "", `bootstrap peers "id=host:port,..." (identical on every server)`)
 	fs.StringSliceVar(&f.join, "join", nil, "addresses of members to join through (instead of --peers)")
 	fs.BoolVar(&f.discardDamaged, "discard-damaged-state", false, "if raft.db or the snapshots are damaged or do not fit together, move them aside (*.damaged-<time>) and start as a new, empty server instead of refusing to start")
+	fs.StringVar(&f.recoverFrom, "recover-from-peers", "", `after losing quorum for good: replace the raft configuration with the servers in this peers.json file ([{"id":"s1","address":"host:port"},...]), refused if a quorum of the current configuration answers`)
+	fs.DurationVar(&f.recoverProbe, "recover-probe-timeout", cluster.DefaultRecoverProbeTimeout, "with --recover-from-peers: how long to try reaching the current configuration's servers")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) for peers and client certificates")
@@ -197,6 +201,12 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	if err != nil {
 		return c, err
 	}
+	var recoverPeers []cluster.Peer
+	if f.recoverFrom != "" {
+		if recoverPeers, err = cluster.ReadPeersFile(f.recoverFrom); err != nil {
+			return c, fmt.Errorf("--recover-from-peers: %v", err)
+		}
+	}
 	wall, err := cluster.NewWallClock(f.clockSkew, f.id, f.clockSkewFile)
 	if err != nil {
 		return c, fmt.Errorf("--clock-skew-file: %v", err)
@@ -208,6 +218,7 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	c = cluster.Config{
 		ID: f.id, DataDir: f.dataDir, ListenAddr: f.listen, AdvertiseAddr: f.advertise,
 		Peers: peers, Join: f.join, DiscardDamagedState: f.discardDamaged,
+		RecoverPeers: recoverPeers, RecoverProbeTimeout: f.recoverProbe,
 		TLS:         cluster.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, CAFile: f.tlsCA},
 		GC:          gc,
 		MetricsAddr: f.metricsAddr,
