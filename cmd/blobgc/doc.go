@@ -30,5 +30,7 @@
 //     characters, enums by their short names (ACTIVE, HOLD), every field
 //     present. Hashes are read from arguments, from --file, or from stdin
 //     with "-", one per line; a bad hash names its position.
+//   - `snapshot save|inspect|restore` back up a running cluster to a file
+//     (package backup) and build new servers' data dirs from one.
 //   - Errors go to stderr as "Error: Code: message" and exit with status 1.
 package main
