@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -193,4 +195,78 @@ func ReadBackup(file string) (backup.Header, *fsm.FSM, error) {
 		return h, nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return h, f, nil
+}
+
+// Scheduled backups: with Config.BackupDir set, every server writes a backup
+// of its own applied state every BackupInterval (the states of servers at
+// the same index are identical), named blobgc-<id>-<index>.snap so that
+// names sort by index, skips an interval in which nothing was applied, and
+// keeps the newest BackupKeep files.
+
+const (
+	DefaultBackupInterval = time.Hour
+	DefaultBackupKeep     = 24
+)
+
+func (s *Server) runBackups() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.BackupInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.shutdownCh:
+			return
+		case <-t.C:
+			if path, err := s.writeBackup(); err != nil {
+				s.log.Error("scheduled backup failed", "error", err)
+			} else if path != "" {
+				s.log.Info("scheduled backup written", "file", path)
+			}
+		}
+	}
+}
+
+// writeBackup writes a backup of the applied state, unless there is none or
+// the newest backup has the same index, and prunes old ones.
+func (s *Server) writeBackup() (string, error) {
+	fs, err := s.fsm.Snapshot()
+	if err != nil {
+		return "", err
+	}
+	snap := fs.(*fsm.Snap)
+	if snap.Index() == 0 {
+		return "", nil
+	}
+	prefix := "blobgc-" + s.cfg.ID + "-"
+	path := filepath.Join(s.cfg.BackupDir, fmt.Sprintf("%s%020d.snap", prefix, snap.Index()))
+	if _, err := os.Stat(path); err == nil {
+		return "", nil
+	}
+	if err := os.MkdirAll(s.cfg.BackupDir, 0o700); err != nil {
+		return "", err
+	}
+	w, err := backup.Create(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := snap.WriteTo(w); err != nil {
+		w.Abort()
+		return "", err
+	}
+	ct, wt := snap.Times()
+	if _, err := w.Commit(backup.Header{Index: snap.Index(), Term: s.raft.CurrentTerm(), ClusterTime: ct, WallTime: wt}); err != nil {
+		return "", err
+	}
+	old, err := filepath.Glob(filepath.Join(s.cfg.BackupDir, prefix+"*.snap"))
+	if err != nil {
+		return path, err
+	}
+	slices.Sort(old)
+	for len(old) > s.cfg.BackupKeep {
+		if err := os.Remove(old[0]); err != nil {
+			return path, err
+		}
+		old = old[1:]
+	}
+	return path, nil
 }

@@ -61,7 +61,13 @@ type Config struct {
 	// DefaultRecoverProbeTimeout). For a cluster that lost quorum for good.
 	RecoverPeers        []Peer
 	RecoverProbeTimeout time.Duration
-	TLS                 TLSFiles // empty = plaintext
+	// BackupDir, if set, receives a backup file of this server's applied
+	// state every BackupInterval (default DefaultBackupInterval); the newest
+	// BackupKeep (default DefaultBackupKeep) are kept.
+	BackupDir      string
+	BackupInterval time.Duration
+	BackupKeep     int
+	TLS            TLSFiles // empty = plaintext
 
 	// Raft timings; 0 = the LAN defaults above. LeaderLeaseTimeout is capped
 	// at HeartbeatTimeout.
@@ -146,6 +152,10 @@ func (c *Config) setDefaults() {
 	def(&c.SnapshotInterval, DefaultSnapshotInterval)
 	def(&c.JoinTimeout, DefaultJoinTimeout)
 	def(&c.RecoverProbeTimeout, DefaultRecoverProbeTimeout)
+	def(&c.BackupInterval, DefaultBackupInterval)
+	if c.BackupKeep <= 0 {
+		c.BackupKeep = DefaultBackupKeep
+	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = DefaultSnapshotThreshold
 	}

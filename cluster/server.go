@@ -272,6 +272,11 @@ func (s *Server) Start() error {
 		}()
 	}
 
+	if s.cfg.BackupDir != "" {
+		s.wg.Add(1)
+		go s.runBackups()
+	}
+
 	existing, err := raft.HasExistingState(s.store, s.store, s.snaps)
 	if err != nil {
 		return fmt.Errorf("cluster: check raft state: %w", err)

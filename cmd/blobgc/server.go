@@ -25,6 +25,9 @@ type serverFlags struct {
 	discardDamaged                        bool
 	recoverFrom                           string
 	recoverProbe                          time.Duration
+	backupDir                             string
+	backupInterval                        time.Duration
+	backupKeep                            int
 	join                                  []string
 	tlsCert, tlsKey, tlsCA                string
 	timings                               timingFlags
@@ -173,6 +176,9 @@ with --join (any member's address) instead of --peers.`,
 	fs.BoolVar(&f.discardDamaged, "discard-damaged-state", false, "if raft.db or the snapshots are damaged or do not fit together, move them aside (*.damaged-<time>) and start as a new, empty server instead of refusing to start")
 	fs.StringVar(&f.recoverFrom, "recover-from-peers", "", `after losing quorum for good: replace the raft configuration with the servers in this peers.json file ([{"id":"s1","address":"host:port"},...]), refused if a quorum of the current configuration answers`)
 	fs.DurationVar(&f.recoverProbe, "recover-probe-timeout", cluster.DefaultRecoverProbeTimeout, "with --recover-from-peers: how long to try reaching the current configuration's servers")
+	fs.StringVar(&f.backupDir, "backup-dir", "", "write a backup file of this server's state here every --backup-interval (empty: off)")
+	fs.DurationVar(&f.backupInterval, "backup-interval", cluster.DefaultBackupInterval, "how often to write a backup into --backup-dir")
+	fs.IntVar(&f.backupKeep, "backup-keep", cluster.DefaultBackupKeep, "how many backups to keep in --backup-dir")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) for peers and client certificates")
@@ -219,6 +225,7 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 		ID: f.id, DataDir: f.dataDir, ListenAddr: f.listen, AdvertiseAddr: f.advertise,
 		Peers: peers, Join: f.join, DiscardDamagedState: f.discardDamaged,
 		RecoverPeers: recoverPeers, RecoverProbeTimeout: f.recoverProbe,
+		BackupDir: f.backupDir, BackupInterval: f.backupInterval, BackupKeep: f.backupKeep,
 		TLS:         cluster.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, CAFile: f.tlsCA},
 		GC:          gc,
 		MetricsAddr: f.metricsAddr,
