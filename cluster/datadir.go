@@ -262,11 +262,12 @@ func checkLogAgainstSnapshots(dbPath string, snaps int) error {
 // keyCurrentTerm is where raft keeps its current term in the stable store.
 var keyCurrentTerm = []byte("CurrentTerm")
 
-// discardRaftState moves raft.db and snapshots/ aside (suffix
-// .damaged-<unix seconds>) so that the server starts without raft state.
+// discardRaftState moves raft.db, snapshots/ and a write-ahead log (wal/)
+// aside (suffix .damaged-<unix seconds>) so that the server starts without
+// raft state.
 func discardRaftState(dir string, now time.Time) ([]string, error) {
 	var moved []string
-	for _, name := range []string{raftDBName, snapshotsDir} {
+	for _, name := range []string{raftDBName, snapshotsDir, "wal"} {
 		p := filepath.Join(dir, name)
 		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 			continue

@@ -63,14 +63,14 @@ func peersConfiguration(peers []Peer) raft.Configuration {
 }
 
 // recoverCluster runs before raft starts, when Config.RecoverPeers is set.
-func (s *Server) recoverCluster(rc *raft.Config, logs raft.LogStore) error {
+func (s *Server) recoverCluster(rc *raft.Config, logs raft.LogStore, stable raft.StableStore) error {
 	newConf := peersConfiguration(s.cfg.RecoverPeers)
 	if !slices.ContainsFunc(s.cfg.RecoverPeers, func(p Peer) bool { return p.ID == s.cfg.ID }) {
 		return fmt.Errorf("cluster: recover: this server (%s) is not in the recovery peers", s.cfg.ID)
 	}
 	probe := *rc // GetConfiguration marks the config it is given
 	_, trans := raft.NewInmemTransport("")
-	old, err := raft.GetConfiguration(&probe, newReplicated(fsm.New()), logs, s.store, s.snaps, trans)
+	old, err := raft.GetConfiguration(&probe, newReplicated(fsm.New()), logs, stable, s.snaps, trans)
 	if err != nil {
 		return fmt.Errorf("cluster: recover: reading the current configuration: %w", err)
 	}
@@ -113,7 +113,7 @@ func (s *Server) recoverCluster(rc *raft.Config, logs raft.LogStore) error {
 		return fmt.Errorf("cluster: refusing to recover: %d of the %d voters of the current configuration answer (%s), a quorum: the cluster is not lost; remove dead servers with `blobgc remove` instead",
 			len(reached), voters, strings.Join(reached, ", "))
 	}
-	if err := raft.RecoverCluster(rc, newReplicated(fsm.New()), logs, s.store, s.snaps, s.trans, newConf); err != nil {
+	if err := raft.RecoverCluster(rc, newReplicated(fsm.New()), logs, stable, s.snaps, s.trans, newConf); err != nil {
 		return fmt.Errorf("cluster: recover: %w", err)
 	}
 	s.log.Warn("RECOVERED from lost quorum: the raft configuration was replaced; entries this server had logged but not seen committed are now part of the state",

@@ -209,7 +209,7 @@ func New(cfg Config) (_ *Server, err error) {
 	reflection.Register(s.grpc)
 
 	if len(cfg.RecoverPeers) > 0 {
-		if err := s.recoverCluster(rc, logs); err != nil {
+		if err := s.recoverCluster(rc, logs, s.store); err != nil {
 			return nil, err
 		}
 	}
