@@ -89,6 +89,13 @@ type observedLogStore struct {
 	p *persistHealth
 }
 
+// IsMonotonic passes on whether the wrapped store needs raft to keep log
+// indexes gap-free (a write-ahead log does), which the wrapper would hide.
+func (o *observedLogStore) IsMonotonic() bool {
+	m, ok := o.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 func (o *observedLogStore) StoreLog(l *raft.Log) error {
 	err := o.LogStore.StoreLog(l)
 	o.p.observe(err)
