@@ -183,6 +183,16 @@ func (s *Server) leaseHolds(ctx context.Context) bool {
 	if ss.leaseFresh(s.cfg.LeaderLeaseTimeout) {
 		return true
 	}
+	// One confirmation at a time: callers that waited find it fresh, so a
+	// burst of health checks costs one heartbeat round, not one each.
+	ss.verifyMu.Lock()
+	defer ss.verifyMu.Unlock()
+	if ss.leaseFresh(s.cfg.LeaderLeaseTimeout) {
+		return true
+	}
+	if s.raft.State() != raft.Leader {
+		return false
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatTimeout)
 	defer cancel()
 	start := time.Now()

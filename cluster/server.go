@@ -81,6 +81,7 @@ type session struct {
 	m0   time.Time  // real time.Now() at t0: only its monotonic reading is used
 	wall *WallClock // the server's wall-clock source (nil: the real clock)
 
+	verifyMu  sync.Mutex // one lease confirmation at a time
 	leaseMu   sync.Mutex
 	leaseFrom time.Time // start of the last VerifyLeader round a quorum answered
 }
