@@ -40,6 +40,7 @@ var methodRoles = map[string][]Role{
 	pb.BlobGC_Pin_FullMethodName:             operators,
 	pb.BlobGC_Unpin_FullMethodName:           operators,
 	pb.BlobGC_RunCycle_FullMethodName:        operators,
+	pb.BlobGC_SaveSnapshot_FullMethodName:    admins,
 	pb.BlobGC_PruneStaleNodes_FullMethodName: operators,
 	pb.BlobGC_Digest_FullMethodName:          operators,
 

@@ -625,8 +625,12 @@ func (s *Server) members(ctx context.Context) (*pb.MembersResponse, error) {
 		return nil, status.Errorf(codes.Unavailable, "raft configuration: %v", err)
 	}
 	servers := cf.Configuration().Servers
+	if s.IsLeader() && !s.leaseHolds(ctx) {
+		return nil, s.withHint(codes.Unavailable, "leadership not confirmed by a quorum")
+	}
 	leaderID, leaderAddr := s.Leader()
 	out := &pb.MembersResponse{Members: make([]*pb.Member, len(servers)), LeaderId: leaderID, LeaderAddress: leaderAddr, Term: s.raft.CurrentTerm()}
+	terms := make([]uint64, len(servers))
 	var wg sync.WaitGroup
 	for i := range servers {
 		srv := servers[i]
@@ -646,12 +650,24 @@ func (s *Server) members(ctx context.Context) (*pb.MembersResponse, error) {
 				if err == nil && len(resp.Members) == 1 && resp.Members[0].Id == m.Id {
 					r := resp.Members[0]
 					m.State, m.LastContactMs, m.CommitIndex, m.AppliedIndex = r.State, r.LastContactMs, r.CommitIndex, r.AppliedIndex
+					terms[i] = resp.Term
 				}
 			}
 			out.Members[i] = m
 		}()
 	}
 	wg.Wait()
+	// Never two leaders as current: a member of a newer term means this view
+	// is outdated; one of an older term that still names itself leader has
+	// not heard of this term yet.
+	for i, m := range out.Members {
+		switch {
+		case terms[i] > out.Term:
+			return nil, s.withHint(codes.Unavailable, fmt.Sprintf("member %s is in a newer term (%d > %d); retry", m.Id, terms[i], out.Term))
+		case terms[i] != 0 && terms[i] < out.Term && m.State == "leader":
+			m.State = "stale-leader"
+		}
+	}
 	return out, nil
 }
 

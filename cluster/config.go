@@ -52,6 +52,22 @@ type Config struct {
 	Listener net.Listener
 	Peers    []Peer   // static bootstrap set, identical on every server; empty with Join
 	Join     []string // addresses of existing members to join through (any member)
+	// DiscardDamagedState moves a damaged raft.db and snapshots/ aside
+	// (renamed *.damaged-<unix time>) and starts without raft state, instead
+	// of refusing to start.
+	DiscardDamagedState bool
+	// RecoverPeers, if set, replaces the raft configuration with these
+	// servers before raft starts, provided that no quorum of the current
+	// configuration answers within RecoverProbeTimeout (default
+	// DefaultRecoverProbeTimeout). For a cluster that lost quorum for good.
+	RecoverPeers        []Peer
+	RecoverProbeTimeout time.Duration
+	// BackupDir, if set, receives a backup file of this server's applied
+	// state every BackupInterval (default DefaultBackupInterval); the newest
+	// BackupKeep (default DefaultBackupKeep) are kept.
+	BackupDir      string
+	BackupInterval time.Duration
+	BackupKeep     int
 	TLS      TLSFiles // empty = plaintext
 	// TokenFile, if set, lists the bearer tokens clients may authenticate
 	// with (package auth describes the format); ReloadTokens re-reads it.
@@ -164,6 +180,11 @@ func (c *Config) setDefaults() {
 	def(&c.CycleInterval, DefaultCycleInterval)
 	def(&c.SnapshotInterval, DefaultSnapshotInterval)
 	def(&c.JoinTimeout, DefaultJoinTimeout)
+	def(&c.RecoverProbeTimeout, DefaultRecoverProbeTimeout)
+	def(&c.BackupInterval, DefaultBackupInterval)
+	if c.BackupKeep <= 0 {
+		c.BackupKeep = DefaultBackupKeep
+	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = DefaultSnapshotThreshold
 	}

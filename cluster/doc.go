@@ -158,7 +158,24 @@
 // RemoveServer and TransferLeadership run on the leader; Digest answers from
 // the local state machine. Shutdown transfers leadership first when this
 // server leads. The health service reports "" SERVING while the server runs
-// and LeaderHealthService SERVING only on a leader whose barrier has applied.
+// and can write its raft log (the log store is wrapped to observe every
+// append), and LeaderHealthService SERVING only on a leader whose barrier
+// has applied and whose lease a quorum confirmed within LeaderLeaseTimeout,
+// checked at the time of the call; the metrics listener serves /healthz and
+// /readyz with the same rules (health.go). Members refuses to answer from a
+// leader without a lease and never lists two leaders of different terms.
+//
+// # Data dir, backups and recovery
+//
+// Before raft.db is opened, its meta pages, size and pages are checked and
+// the log is checked against the snapshots; damage is a one-line
+// DataDirError, or with DiscardDamagedState the state is moved aside
+// (datadir.go). SaveSnapshot streams the state machine's canonical snapshot
+// from the leader after a linearizable barrier; RestoreDataDir turns such a
+// backup into a raft snapshot with a new configuration and the saved term
+// in a fresh data dir (backup.go). RecoverPeers replaces the configuration
+// with raft.RecoverCluster, only when no quorum of the current one answers
+// (recover.go).
 // Metrics use a Prometheus registry per server (several servers can share a
 // process); raft's own go-metrics are collected by one process-wide sink,
 // since raft emits them through a global, renamed to Prometheus conventions

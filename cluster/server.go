@@ -45,6 +45,7 @@ type Server struct {
 	lis       net.Listener
 	grpc      *grpc.Server
 	health    *health.Server
+	persist   *persistHealth
 	addr      string         // advertised
 	tls       *reloadableTLS // nil: plaintext
 	peerIDs   memberCache    // cached raft membership for the peer check
@@ -83,6 +84,10 @@ type session struct {
 	t0   int64      // cluster time applied before this term
 	m0   time.Time  // real time.Now() at t0: only its monotonic reading is used
 	wall *WallClock // the server's wall-clock source (nil: the real clock)
+
+	verifyMu  sync.Mutex // one lease confirmation at a time
+	leaseMu   sync.Mutex
+	leaseFrom time.Time // start of the last VerifyLeader round a quorum answered
 }
 
 // now returns the cluster time and wall time to stamp on a command. The
@@ -155,6 +160,9 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}
 
+	if err := s.checkDataDir(); err != nil {
+		return nil, err
+	}
 	s.stores, err = openStores(cfg.DataDir, cfg.LogStore, s.log)
 	if err != nil {
 		return nil, err
@@ -164,11 +172,6 @@ func New(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	logs, err := raft.NewLogCache(512, s.stores.log)
-	if err != nil {
-		return nil, err
-	}
-
 	s.trans, err = transport.New(transport.Config{
 		LocalAddr:    raft.ServerAddress(s.addr),
 		LocalID:      raft.ServerID(cfg.ID),
@@ -223,9 +226,19 @@ func New(cfg Config) (_ *Server, err error) {
 	blobgcv1.RegisterBlobGCServer(s.grpc, &api{s: s})
 	s.health = health.NewServer()
 	s.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	healthpb.RegisterHealthServer(s.grpc, &healthServer{Server: s.health, s: s})
+	s.persist = s.newPersistHealth()
+	logs, err := raft.NewLogCache(512, &observedLogStore{LogStore: s.stores.log, p: s.persist})
+	if err != nil {
+		return nil, err
+	}
 	reflection.Register(s.grpc)
 
+	if len(cfg.RecoverPeers) > 0 {
+		if err := s.recoverCluster(rc, logs, s.stores.bolt); err != nil {
+			return nil, err
+		}
+	}
 	s.raft, err = raft.NewRaft(rc, s.repl, logs, s.stores.bolt, s.snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft: %w", err)
@@ -236,7 +249,7 @@ func New(cfg Config) (_ *Server, err error) {
 		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			return nil, fmt.Errorf("cluster: metrics listen: %w", err)
 		}
-		s.metricsHTTP = &http.Server{Handler: s.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		s.metricsHTTP = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 		if serverTLS != nil {
 			// With TLS the metrics are served over HTTPS with the server's
 			// certificate; scrapers need no client certificate.
@@ -292,6 +305,11 @@ func (s *Server) Start() error {
 				s.log.Error("metrics serve", "error", err)
 			}
 		}()
+	}
+
+	if s.cfg.BackupDir != "" {
+		s.wg.Add(1)
+		go s.runBackups()
 	}
 
 	existing, err := raft.HasExistingState(s.stores.log, s.stores.bolt, s.snaps)

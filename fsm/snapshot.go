@@ -162,6 +162,13 @@ func (sn *Snap) WriteTo(w io.Writer) (int64, error) {
 	return cw.n, err
 }
 
+// Index returns the raft index of the last entry the snapshot holds.
+func (sn *Snap) Index() uint64 { return sn.v.applied }
+
+// Times returns the cluster time and the wall time of the last command the
+// snapshot holds.
+func (sn *Snap) Times() (cluster, wall int64) { return sn.v.clusterTime, sn.v.wallTime }
+
 // Release is a no-op: the frozen structure is garbage collected.
 func (sn *Snap) Release() {}
 

@@ -83,6 +83,24 @@ func startProcs(t testing.TB, n int, tm timings, extra ...string) *procCluster {
 // with the extra flags argsOf gives it.
 func startProcsWith(t testing.TB, n int, tm timings, argsOf func(*proc) []string) *procCluster {
 	t.Helper()
+	pc := newProcsWith(t, n, tm, argsOf)
+	for i := range pc.procs {
+		pc.start(i)
+	}
+	return pc
+}
+
+// newProcs prepares n server processes of one cluster without starting
+// them, without TLS.
+func newProcs(t testing.TB, n int, tm timings, extra ...string) *procCluster {
+	t.Helper()
+	return newProcsWith(t, n, tm, func(*proc) []string { return append([]string{"--insecure"}, extra...) })
+}
+
+// newProcsWith prepares n server processes of one cluster without starting
+// them, each with the extra flags argsOf gives it.
+func newProcsWith(t testing.TB, n int, tm timings, argsOf func(*proc) []string) *procCluster {
+	t.Helper()
 	pc := &procCluster{t: t}
 	var peers []string
 	base := t.TempDir()
@@ -97,9 +115,6 @@ func startProcsWith(t testing.TB, n int, tm timings, argsOf func(*proc) []string
 		p.args = append(p.args, argsOf(p)...)
 	}
 	t.Cleanup(pc.killAll)
-	for i := range pc.procs {
-		pc.start(i)
-	}
 	return pc
 }
 

@@ -30,6 +30,8 @@
 //     characters, enums by their short names (ACTIVE, HOLD), every field
 //     present. Hashes are read from arguments, from --file, or from stdin
 //     with "-", one per line; a bad hash names its position.
+//   - `snapshot save|inspect|restore` back up a running cluster to a file
+//     (package backup) and build new servers' data dirs from one.
 //   - Errors go to stderr as "Error: Code: message". Exit statuses follow
 //     etcdctl: 1 the command failed, 2 no server answered (the message lists
 //     every address tried), 3 the request was accepted but had no effect a

@@ -35,7 +35,7 @@ the environment as BLOBGC_<FLAG> (dashes as underscores), e.g. BLOBGC_SERVERS.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serverCmd(), devCmd(), benchCmd(), tokenCmd(), tlsCmd())
+	root.AddCommand(serverCmd(), devCmd(), benchCmd(), tokenCmd(), tlsCmd(), snapshotCmd())
 	addClientCommands(root)
 	addVersion(root)
 	return root

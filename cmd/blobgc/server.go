@@ -23,6 +23,12 @@ const shutdownTimeout = 10 * time.Second
 // serverFlags holds the flags of `blobgc server`.
 type serverFlags struct {
 	id, dataDir, listen, advertise, peers string
+	discardDamaged                        bool
+	recoverFrom                           string
+	recoverProbe                          time.Duration
+	backupDir                             string
+	backupInterval                        time.Duration
+	backupKeep                            int
 	join                                  []string
 	tlsCert, tlsKey, tlsCA, trustDomain   string
 	tokenFile                             string
@@ -201,6 +207,12 @@ certificate, key and CA files.`,
 	fs.StringVar(&f.advertise, "advertise", "", "address peers and clients dial (default: the listen address)")
 	fs.StringVar(&f.peers, "peers", "", `bootstrap peers "id=host:port,..." (identical on every server)`)
 	fs.StringSliceVar(&f.join, "join", nil, "addresses of members to join through (instead of --peers)")
+	fs.BoolVar(&f.discardDamaged, "discard-damaged-state", false, "if raft.db or the snapshots are damaged or do not fit together, move them aside (*.damaged-<time>) and start as a new, empty server instead of refusing to start")
+	fs.StringVar(&f.recoverFrom, "recover-from-peers", "", `after losing quorum for good: replace the raft configuration with the servers in this peers.json file ([{"id":"s1","address":"host:port"},...]), refused if a quorum of the current configuration answers`)
+	fs.DurationVar(&f.recoverProbe, "recover-probe-timeout", cluster.DefaultRecoverProbeTimeout, "with --recover-from-peers: how long to try reaching the current configuration's servers")
+	fs.StringVar(&f.backupDir, "backup-dir", "", "write a backup file of this server's state here every --backup-interval (empty: off)")
+	fs.DurationVar(&f.backupInterval, "backup-interval", cluster.DefaultBackupInterval, "how often to write a backup into --backup-dir")
+	fs.IntVar(&f.backupKeep, "backup-keep", cluster.DefaultBackupKeep, "how many backups to keep in --backup-dir")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA file (PEM) for peers and client certificates")
@@ -239,6 +251,12 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	if err != nil {
 		return c, err
 	}
+	var recoverPeers []cluster.Peer
+	if f.recoverFrom != "" {
+		if recoverPeers, err = cluster.ReadPeersFile(f.recoverFrom); err != nil {
+			return c, fmt.Errorf("--recover-from-peers: %v", err)
+		}
+	}
 	wall, err := cluster.NewWallClock(f.clockSkew, f.id, f.clockSkewFile)
 	if err != nil {
 		return c, fmt.Errorf("--clock-skew-file: %v", err)
@@ -249,7 +267,9 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	}
 	c = cluster.Config{
 		ID: f.id, DataDir: f.dataDir, ListenAddr: f.listen, AdvertiseAddr: f.advertise,
-		Peers: peers, Join: f.join,
+		Peers: peers, Join: f.join, DiscardDamagedState: f.discardDamaged,
+		RecoverPeers: recoverPeers, RecoverProbeTimeout: f.recoverProbe,
+		BackupDir: f.backupDir, BackupInterval: f.backupInterval, BackupKeep: f.backupKeep,
 		TLS:         cluster.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, CAFile: f.tlsCA},
 		TokenFile:   f.tokenFile,
 		TrustDomain: f.trustDomain,
@@ -300,13 +320,24 @@ func runServers(ctx context.Context, stderr io.Writer, cfgs []cluster.Config, st
 			}
 		}
 	}
+	// In one process (dev), a server that cannot start (a damaged data dir)
+	// is reported and the others run on while they are a majority.
+	var failed []string
 	for _, cfg := range cfgs {
 		s, err := cluster.New(cfg)
 		if err != nil {
-			stopAll()
-			return fmt.Errorf("server %s: %w", cfg.ID, err)
+			if len(cfgs) == 1 {
+				return fmt.Errorf("server %s: %w", cfg.ID, err)
+			}
+			fmt.Fprintf(stderr, "server %s cannot start: %v\n", cfg.ID, err)
+			failed = append(failed, cfg.ID)
+			continue
 		}
 		servers = append(servers, s)
+	}
+	if len(failed) > 0 && len(servers) <= len(cfgs)/2 {
+		stopAll()
+		return fmt.Errorf("servers %s cannot start, and the others are not a majority", strings.Join(failed, ", "))
 	}
 	// Start them together: a bootstrap waits for its peers to be serving.
 	errs := make(chan error, len(servers))

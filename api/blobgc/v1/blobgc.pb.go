@@ -2926,6 +2926,187 @@ func (x *DigestResponse) GetDigest() []byte {
 	return nil
 }
 
+type SaveSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveSnapshotRequest) Reset() {
+	*x = SaveSnapshotRequest{}
+	mi := &file_api_blobgc_v1_blobgc_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveSnapshotRequest) ProtoMessage() {}
+
+func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_blobgc_v1_blobgc_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_api_blobgc_v1_blobgc_proto_rawDescGZIP(), []int{39}
+}
+
+// Where a saved snapshot was taken.
+type SnapshotInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The raft index of the last entry the snapshot holds.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// The leader's term when the snapshot was taken.
+	Term uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	// Cluster time (ns) and the leader's wall time (ns, display only) of the
+	// last applied command.
+	ClusterTimeNs int64 `protobuf:"varint,3,opt,name=cluster_time_ns,json=clusterTimeNs,proto3" json:"cluster_time_ns,omitempty"`
+	WallTimeNs    int64 `protobuf:"varint,4,opt,name=wall_time_ns,json=wallTimeNs,proto3" json:"wall_time_ns,omitempty"`
+	// The server that produced it.
+	ServerId      string `protobuf:"bytes,5,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotInfo) Reset() {
+	*x = SnapshotInfo{}
+	mi := &file_api_blobgc_v1_blobgc_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotInfo) ProtoMessage() {}
+
+func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_blobgc_v1_blobgc_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
+func (*SnapshotInfo) Descriptor() ([]byte, []int) {
+	return file_api_blobgc_v1_blobgc_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SnapshotInfo) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetClusterTimeNs() int64 {
+	if x != nil {
+		return x.ClusterTimeNs
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetWallTimeNs() int64 {
+	if x != nil {
+		return x.WallTimeNs
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetServerId() string {
+	if x != nil {
+		return x.ServerId
+	}
+	return ""
+}
+
+type SnapshotChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// First message only.
+	Info *SnapshotInfo `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	// Part of the state machine's snapshot stream.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// Last message only: SHA-256 of all data.
+	Sha256        []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_api_blobgc_v1_blobgc_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_api_blobgc_v1_blobgc_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_api_blobgc_v1_blobgc_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *SnapshotChunk) GetInfo() *SnapshotInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 var File_api_blobgc_v1_blobgc_proto protoreflect.FileDescriptor
 
 const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
@@ -3151,7 +3332,19 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\x0eDigestResponse\x12\x1b\n" +
 	"\tserver_id\x18\x01 \x01(\tR\bserverId\x12#\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\fR\x06digest*B\n" +
+	"\x06digest\x18\x03 \x01(\fR\x06digest\"\x15\n" +
+	"\x13SaveSnapshotRequest\"\x9f\x01\n" +
+	"\fSnapshotInfo\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12&\n" +
+	"\x0fcluster_time_ns\x18\x03 \x01(\x03R\rclusterTimeNs\x12 \n" +
+	"\fwall_time_ns\x18\x04 \x01(\x03R\n" +
+	"wallTimeNs\x12\x1b\n" +
+	"\tserver_id\x18\x05 \x01(\tR\bserverId\"h\n" +
+	"\rSnapshotChunk\x12+\n" +
+	"\x04info\x18\x01 \x01(\v2\x17.blobgc.v1.SnapshotInfoR\x04info\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256*B\n" +
 	"\vConsistency\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x00\x12\x15\n" +
 	"\x11CONSISTENCY_STALE\x10\x01*\xe5\x01\n" +
@@ -3173,7 +3366,7 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\vStalePolicy\x12\x1c\n" +
 	"\x18STALE_POLICY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11STALE_POLICY_DROP\x10\x01\x12\x15\n" +
-	"\x11STALE_POLICY_HOLD\x10\x022\xff\v\n" +
+	"\x11STALE_POLICY_HOLD\x10\x022\xcb\f\n" +
 	"\x06BlobGC\x12=\n" +
 	"\x06Report\x12\x18.blobgc.v1.ReportRequest\x1a\x19.blobgc.v1.ReportResponse\x12L\n" +
 	"\x0eDeregisterNode\x12 .blobgc.v1.DeregisterNodeRequest\x1a\x18.blobgc.v1.WriteResponse\x12C\n" +
@@ -3196,7 +3389,8 @@ const file_api_blobgc_v1_blobgc_proto_rawDesc = "" +
 	"\tAddServer\x12\x1b.blobgc.v1.AddServerRequest\x1a\x1a.blobgc.v1.MembersResponse\x12J\n" +
 	"\fRemoveServer\x12\x1e.blobgc.v1.RemoveServerRequest\x1a\x1a.blobgc.v1.MembersResponse\x12a\n" +
 	"\x12TransferLeadership\x12$.blobgc.v1.TransferLeadershipRequest\x1a%.blobgc.v1.TransferLeadershipResponse\x12=\n" +
-	"\x06Digest\x12\x18.blobgc.v1.DigestRequest\x1a\x19.blobgc.v1.DigestResponseB1Z/github.com/blobgc/blobgc/api/blobgc/v1;blobgcv1b\x06proto3"
+	"\x06Digest\x12\x18.blobgc.v1.DigestRequest\x1a\x19.blobgc.v1.DigestResponse\x12J\n" +
+	"\fSaveSnapshot\x12\x1e.blobgc.v1.SaveSnapshotRequest\x1a\x18.blobgc.v1.SnapshotChunk0\x01B1Z/github.com/blobgc/blobgc/api/blobgc/v1;blobgcv1b\x06proto3"
 
 var (
 	file_api_blobgc_v1_blobgc_proto_rawDescOnce sync.Once
@@ -3211,7 +3405,7 @@ func file_api_blobgc_v1_blobgc_proto_rawDescGZIP() []byte {
 }
 
 var file_api_blobgc_v1_blobgc_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_api_blobgc_v1_blobgc_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_api_blobgc_v1_blobgc_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_api_blobgc_v1_blobgc_proto_goTypes = []any{
 	(Consistency)(0),                   // 0: blobgc.v1.Consistency
 	(BlobState)(0),                     // 1: blobgc.v1.BlobState
@@ -3256,6 +3450,9 @@ var file_api_blobgc_v1_blobgc_proto_goTypes = []any{
 	(*TransferLeadershipResponse)(nil), // 40: blobgc.v1.TransferLeadershipResponse
 	(*DigestRequest)(nil),              // 41: blobgc.v1.DigestRequest
 	(*DigestResponse)(nil),             // 42: blobgc.v1.DigestResponse
+	(*SaveSnapshotRequest)(nil),        // 43: blobgc.v1.SaveSnapshotRequest
+	(*SnapshotInfo)(nil),               // 44: blobgc.v1.SnapshotInfo
+	(*SnapshotChunk)(nil),              // 45: blobgc.v1.SnapshotChunk
 }
 var file_api_blobgc_v1_blobgc_proto_depIdxs = []int32{
 	2,  // 0: blobgc.v1.ReportRequest.kind:type_name -> blobgc.v1.ReportKind
@@ -3275,55 +3472,58 @@ var file_api_blobgc_v1_blobgc_proto_depIdxs = []int32{
 	3,  // 14: blobgc.v1.SetConfigRequest.stale_policy:type_name -> blobgc.v1.StalePolicy
 	0,  // 15: blobgc.v1.ListEligibleRequest.consistency:type_name -> blobgc.v1.Consistency
 	35, // 16: blobgc.v1.MembersResponse.members:type_name -> blobgc.v1.Member
-	8,  // 17: blobgc.v1.BlobGC.Report:input_type -> blobgc.v1.ReportRequest
-	11, // 18: blobgc.v1.BlobGC.DeregisterNode:input_type -> blobgc.v1.DeregisterNodeRequest
-	7,  // 19: blobgc.v1.BlobGC.RegisterBlobs:input_type -> blobgc.v1.HashesRequest
-	7,  // 20: blobgc.v1.BlobGC.Pin:input_type -> blobgc.v1.HashesRequest
-	7,  // 21: blobgc.v1.BlobGC.Unpin:input_type -> blobgc.v1.HashesRequest
-	12, // 22: blobgc.v1.BlobGC.GetStatus:input_type -> blobgc.v1.GetStatusRequest
-	14, // 23: blobgc.v1.BlobGC.ListBlobs:input_type -> blobgc.v1.ListBlobsRequest
-	16, // 24: blobgc.v1.BlobGC.GetStats:input_type -> blobgc.v1.GetStatsRequest
-	18, // 25: blobgc.v1.BlobGC.ListNodes:input_type -> blobgc.v1.ListNodesRequest
-	21, // 26: blobgc.v1.BlobGC.RunCycle:input_type -> blobgc.v1.RunCycleRequest
-	23, // 27: blobgc.v1.BlobGC.PruneStaleNodes:input_type -> blobgc.v1.PruneStaleNodesRequest
-	25, // 28: blobgc.v1.BlobGC.History:input_type -> blobgc.v1.HistoryRequest
-	28, // 29: blobgc.v1.BlobGC.GetConfig:input_type -> blobgc.v1.GetConfigRequest
-	30, // 30: blobgc.v1.BlobGC.SetConfig:input_type -> blobgc.v1.SetConfigRequest
-	31, // 31: blobgc.v1.BlobGC.ListEligible:input_type -> blobgc.v1.ListEligibleRequest
-	7,  // 32: blobgc.v1.BlobGC.Claim:input_type -> blobgc.v1.HashesRequest
-	7,  // 33: blobgc.v1.BlobGC.ConfirmCollected:input_type -> blobgc.v1.HashesRequest
-	34, // 34: blobgc.v1.BlobGC.Members:input_type -> blobgc.v1.MembersRequest
-	37, // 35: blobgc.v1.BlobGC.AddServer:input_type -> blobgc.v1.AddServerRequest
-	38, // 36: blobgc.v1.BlobGC.RemoveServer:input_type -> blobgc.v1.RemoveServerRequest
-	39, // 37: blobgc.v1.BlobGC.TransferLeadership:input_type -> blobgc.v1.TransferLeadershipRequest
-	41, // 38: blobgc.v1.BlobGC.Digest:input_type -> blobgc.v1.DigestRequest
-	10, // 39: blobgc.v1.BlobGC.Report:output_type -> blobgc.v1.ReportResponse
-	6,  // 40: blobgc.v1.BlobGC.DeregisterNode:output_type -> blobgc.v1.WriteResponse
-	6,  // 41: blobgc.v1.BlobGC.RegisterBlobs:output_type -> blobgc.v1.WriteResponse
-	6,  // 42: blobgc.v1.BlobGC.Pin:output_type -> blobgc.v1.WriteResponse
-	6,  // 43: blobgc.v1.BlobGC.Unpin:output_type -> blobgc.v1.WriteResponse
-	13, // 44: blobgc.v1.BlobGC.GetStatus:output_type -> blobgc.v1.BlobStatus
-	15, // 45: blobgc.v1.BlobGC.ListBlobs:output_type -> blobgc.v1.ListBlobsResponse
-	17, // 46: blobgc.v1.BlobGC.GetStats:output_type -> blobgc.v1.Stats
-	20, // 47: blobgc.v1.BlobGC.ListNodes:output_type -> blobgc.v1.ListNodesResponse
-	22, // 48: blobgc.v1.BlobGC.RunCycle:output_type -> blobgc.v1.CycleResult
-	24, // 49: blobgc.v1.BlobGC.PruneStaleNodes:output_type -> blobgc.v1.PruneStaleNodesResponse
-	27, // 50: blobgc.v1.BlobGC.History:output_type -> blobgc.v1.HistoryResponse
-	29, // 51: blobgc.v1.BlobGC.GetConfig:output_type -> blobgc.v1.Config
-	29, // 52: blobgc.v1.BlobGC.SetConfig:output_type -> blobgc.v1.Config
-	32, // 53: blobgc.v1.BlobGC.ListEligible:output_type -> blobgc.v1.ListEligibleResponse
-	33, // 54: blobgc.v1.BlobGC.Claim:output_type -> blobgc.v1.ClaimResponse
-	6,  // 55: blobgc.v1.BlobGC.ConfirmCollected:output_type -> blobgc.v1.WriteResponse
-	36, // 56: blobgc.v1.BlobGC.Members:output_type -> blobgc.v1.MembersResponse
-	36, // 57: blobgc.v1.BlobGC.AddServer:output_type -> blobgc.v1.MembersResponse
-	36, // 58: blobgc.v1.BlobGC.RemoveServer:output_type -> blobgc.v1.MembersResponse
-	40, // 59: blobgc.v1.BlobGC.TransferLeadership:output_type -> blobgc.v1.TransferLeadershipResponse
-	42, // 60: blobgc.v1.BlobGC.Digest:output_type -> blobgc.v1.DigestResponse
-	39, // [39:61] is the sub-list for method output_type
-	17, // [17:39] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	44, // 17: blobgc.v1.SnapshotChunk.info:type_name -> blobgc.v1.SnapshotInfo
+	8,  // 18: blobgc.v1.BlobGC.Report:input_type -> blobgc.v1.ReportRequest
+	11, // 19: blobgc.v1.BlobGC.DeregisterNode:input_type -> blobgc.v1.DeregisterNodeRequest
+	7,  // 20: blobgc.v1.BlobGC.RegisterBlobs:input_type -> blobgc.v1.HashesRequest
+	7,  // 21: blobgc.v1.BlobGC.Pin:input_type -> blobgc.v1.HashesRequest
+	7,  // 22: blobgc.v1.BlobGC.Unpin:input_type -> blobgc.v1.HashesRequest
+	12, // 23: blobgc.v1.BlobGC.GetStatus:input_type -> blobgc.v1.GetStatusRequest
+	14, // 24: blobgc.v1.BlobGC.ListBlobs:input_type -> blobgc.v1.ListBlobsRequest
+	16, // 25: blobgc.v1.BlobGC.GetStats:input_type -> blobgc.v1.GetStatsRequest
+	18, // 26: blobgc.v1.BlobGC.ListNodes:input_type -> blobgc.v1.ListNodesRequest
+	21, // 27: blobgc.v1.BlobGC.RunCycle:input_type -> blobgc.v1.RunCycleRequest
+	23, // 28: blobgc.v1.BlobGC.PruneStaleNodes:input_type -> blobgc.v1.PruneStaleNodesRequest
+	25, // 29: blobgc.v1.BlobGC.History:input_type -> blobgc.v1.HistoryRequest
+	28, // 30: blobgc.v1.BlobGC.GetConfig:input_type -> blobgc.v1.GetConfigRequest
+	30, // 31: blobgc.v1.BlobGC.SetConfig:input_type -> blobgc.v1.SetConfigRequest
+	31, // 32: blobgc.v1.BlobGC.ListEligible:input_type -> blobgc.v1.ListEligibleRequest
+	7,  // 33: blobgc.v1.BlobGC.Claim:input_type -> blobgc.v1.HashesRequest
+	7,  // 34: blobgc.v1.BlobGC.ConfirmCollected:input_type -> blobgc.v1.HashesRequest
+	34, // 35: blobgc.v1.BlobGC.Members:input_type -> blobgc.v1.MembersRequest
+	37, // 36: blobgc.v1.BlobGC.AddServer:input_type -> blobgc.v1.AddServerRequest
+	38, // 37: blobgc.v1.BlobGC.RemoveServer:input_type -> blobgc.v1.RemoveServerRequest
+	39, // 38: blobgc.v1.BlobGC.TransferLeadership:input_type -> blobgc.v1.TransferLeadershipRequest
+	41, // 39: blobgc.v1.BlobGC.Digest:input_type -> blobgc.v1.DigestRequest
+	43, // 40: blobgc.v1.BlobGC.SaveSnapshot:input_type -> blobgc.v1.SaveSnapshotRequest
+	10, // 41: blobgc.v1.BlobGC.Report:output_type -> blobgc.v1.ReportResponse
+	6,  // 42: blobgc.v1.BlobGC.DeregisterNode:output_type -> blobgc.v1.WriteResponse
+	6,  // 43: blobgc.v1.BlobGC.RegisterBlobs:output_type -> blobgc.v1.WriteResponse
+	6,  // 44: blobgc.v1.BlobGC.Pin:output_type -> blobgc.v1.WriteResponse
+	6,  // 45: blobgc.v1.BlobGC.Unpin:output_type -> blobgc.v1.WriteResponse
+	13, // 46: blobgc.v1.BlobGC.GetStatus:output_type -> blobgc.v1.BlobStatus
+	15, // 47: blobgc.v1.BlobGC.ListBlobs:output_type -> blobgc.v1.ListBlobsResponse
+	17, // 48: blobgc.v1.BlobGC.GetStats:output_type -> blobgc.v1.Stats
+	20, // 49: blobgc.v1.BlobGC.ListNodes:output_type -> blobgc.v1.ListNodesResponse
+	22, // 50: blobgc.v1.BlobGC.RunCycle:output_type -> blobgc.v1.CycleResult
+	24, // 51: blobgc.v1.BlobGC.PruneStaleNodes:output_type -> blobgc.v1.PruneStaleNodesResponse
+	27, // 52: blobgc.v1.BlobGC.History:output_type -> blobgc.v1.HistoryResponse
+	29, // 53: blobgc.v1.BlobGC.GetConfig:output_type -> blobgc.v1.Config
+	29, // 54: blobgc.v1.BlobGC.SetConfig:output_type -> blobgc.v1.Config
+	32, // 55: blobgc.v1.BlobGC.ListEligible:output_type -> blobgc.v1.ListEligibleResponse
+	33, // 56: blobgc.v1.BlobGC.Claim:output_type -> blobgc.v1.ClaimResponse
+	6,  // 57: blobgc.v1.BlobGC.ConfirmCollected:output_type -> blobgc.v1.WriteResponse
+	36, // 58: blobgc.v1.BlobGC.Members:output_type -> blobgc.v1.MembersResponse
+	36, // 59: blobgc.v1.BlobGC.AddServer:output_type -> blobgc.v1.MembersResponse
+	36, // 60: blobgc.v1.BlobGC.RemoveServer:output_type -> blobgc.v1.MembersResponse
+	40, // 61: blobgc.v1.BlobGC.TransferLeadership:output_type -> blobgc.v1.TransferLeadershipResponse
+	42, // 62: blobgc.v1.BlobGC.Digest:output_type -> blobgc.v1.DigestResponse
+	45, // 63: blobgc.v1.BlobGC.SaveSnapshot:output_type -> blobgc.v1.SnapshotChunk
+	41, // [41:64] is the sub-list for method output_type
+	18, // [18:41] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_api_blobgc_v1_blobgc_proto_init() }
@@ -3338,7 +3538,7 @@ func file_api_blobgc_v1_blobgc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_blobgc_v1_blobgc_proto_rawDesc), len(file_api_blobgc_v1_blobgc_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   39,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -48,6 +48,7 @@ const (
 	BlobGC_RemoveServer_FullMethodName       = "/blobgc.v1.BlobGC/RemoveServer"
 	BlobGC_TransferLeadership_FullMethodName = "/blobgc.v1.BlobGC/TransferLeadership"
 	BlobGC_Digest_FullMethodName             = "/blobgc.v1.BlobGC/Digest"
+	BlobGC_SaveSnapshot_FullMethodName       = "/blobgc.v1.BlobGC/SaveSnapshot"
 )
 
 // BlobGCClient is the client API for BlobGC service.
@@ -80,6 +81,11 @@ type BlobGCClient interface {
 	RemoveServer(ctx context.Context, in *RemoveServerRequest, opts ...grpc.CallOption) (*MembersResponse, error)
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 	Digest(ctx context.Context, in *DigestRequest, opts ...grpc.CallOption) (*DigestResponse, error)
+	// Backup (admin). Streams a consistent snapshot of the state machine from
+	// the leader: the first message carries its SnapshotInfo, then data chunks,
+	// and the last message the SHA-256 of all the data. A follower answers
+	// Unavailable with a LeaderHint.
+	SaveSnapshot(ctx context.Context, in *SaveSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
 }
 
 type blobGCClient struct {
@@ -310,6 +316,25 @@ func (c *blobGCClient) Digest(ctx context.Context, in *DigestRequest, opts ...gr
 	return out, nil
 }
 
+func (c *blobGCClient) SaveSnapshot(ctx context.Context, in *SaveSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BlobGC_ServiceDesc.Streams[0], BlobGC_SaveSnapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SaveSnapshotRequest, SnapshotChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BlobGC_SaveSnapshotClient = grpc.ServerStreamingClient[SnapshotChunk]
+
 // BlobGCServer is the server API for BlobGC service.
 // All implementations must embed UnimplementedBlobGCServer
 // for forward compatibility.
@@ -340,6 +365,11 @@ type BlobGCServer interface {
 	RemoveServer(context.Context, *RemoveServerRequest) (*MembersResponse, error)
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	Digest(context.Context, *DigestRequest) (*DigestResponse, error)
+	// Backup (admin). Streams a consistent snapshot of the state machine from
+	// the leader: the first message carries its SnapshotInfo, then data chunks,
+	// and the last message the SHA-256 of all the data. A follower answers
+	// Unavailable with a LeaderHint.
+	SaveSnapshot(*SaveSnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
 	mustEmbedUnimplementedBlobGCServer()
 }
 
@@ -415,6 +445,9 @@ func (UnimplementedBlobGCServer) TransferLeadership(context.Context, *TransferLe
 }
 func (UnimplementedBlobGCServer) Digest(context.Context, *DigestRequest) (*DigestResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Digest not implemented")
+}
+func (UnimplementedBlobGCServer) SaveSnapshot(*SaveSnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error {
+	return status.Error(codes.Unimplemented, "method SaveSnapshot not implemented")
 }
 func (UnimplementedBlobGCServer) mustEmbedUnimplementedBlobGCServer() {}
 func (UnimplementedBlobGCServer) testEmbeddedByValue()                {}
@@ -833,6 +866,17 @@ func _BlobGC_Digest_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BlobGC_SaveSnapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SaveSnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BlobGCServer).SaveSnapshot(m, &grpc.GenericServerStream[SaveSnapshotRequest, SnapshotChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BlobGC_SaveSnapshotServer = grpc.ServerStreamingServer[SnapshotChunk]
+
 // BlobGC_ServiceDesc is the grpc.ServiceDesc for BlobGC service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -929,6 +973,12 @@ var BlobGC_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _BlobGC_Digest_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "SaveSnapshot",
+			Handler:       _BlobGC_SaveSnapshot_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "api/blobgc/v1/blobgc.proto",
 }
