@@ -18,6 +18,8 @@ import (
 
 	"github.com/blobgc/blobgc/internal/testpki"
 	pb "github.com/blobgc/blobgc/transport/transportpb"
+
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // testPKI is a cluster CA generated for one test.
@@ -106,7 +108,7 @@ func TestTLS_RaftServiceRefusesCallerWithoutPeerCert(t *testing.T) {
 	n1 := newTLSNode(t, pki, Config{})
 	// An API client: trusts the cluster CA but has no certificate.
 	conn := dialTLS(t, n1.addr, &tls.Config{RootCAs: pki.Pool, MinVersion: tls.VersionTLS13})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 
 	_, err := pb.NewRaftClient(conn).RequestVote(ctx, &pb.RequestVoteRequest{Term: 99})
@@ -141,7 +143,7 @@ func TestTLS_ForeignCAIsRefused(t *testing.T) {
 		RootCAs:      pki.Pool,
 		MinVersion:   tls.VersionTLS13,
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 	if _, err := pb.NewRaftClient(conn).RequestVote(ctx, &pb.RequestVoteRequest{Term: 1}); err == nil {
 		t.Fatal("a certificate from a foreign CA was accepted")
@@ -203,7 +205,7 @@ func TestTLS_AuthorizeCallback(t *testing.T) {
 	t.Cleanup(func() { trans.Close(); srv.Stop() })
 
 	conn := dialTLS(t, raft.ServerAddress(lis.Addr().String()), clientTLS)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 	_, err = pb.NewRaftClient(conn).RequestVote(ctx, &pb.RequestVoteRequest{Term: 1})
 	if status.Code(err) != codes.PermissionDenied {

@@ -32,6 +32,7 @@ const (
 	baseLeaderLease = 200 * time.Millisecond
 	baseCommit      = 5 * time.Millisecond
 	baseApply       = 10 * time.Second
+	baseRPC         = 5 * time.Second
 	baseHang        = time.Minute
 )
 
@@ -71,3 +72,8 @@ func Configure(c *raft.Config) {
 	c.LeaderLeaseTimeout = LeaderLease()
 	c.CommitTimeout = Commit()
 }
+
+// RPC is the per-call deadline of a raft transport in tests (AppendEntries,
+// snapshots): long enough for big batches on a slow machine, short enough
+// that a call into a black hole fails while the test runs.
+func RPC() time.Duration { return Scaled(baseRPC) }
