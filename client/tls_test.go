@@ -11,6 +11,7 @@ import (
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
 	"github.com/blobgc/blobgc/internal/testpki"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 func TestClusterTLS(t *testing.T) {
@@ -19,7 +20,7 @@ func TestClusterTLS(t *testing.T) {
 		c.TLS = cluster.TLSFiles{CertFile: certs.ServerCert, KeyFile: certs.ServerKey, CAFile: certs.CA}
 	}})
 	_, fol := followers(t, tc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 
 	// With a client certificate, and without one (the API does not require it).

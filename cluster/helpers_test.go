@@ -15,6 +15,7 @@ import (
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
 	"github.com/blobgc/blobgc/fsm"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // hashN returns a deterministic test hash.
@@ -58,7 +59,7 @@ func (r result[T]) must(t testing.TB) T {
 // state reads a blob's state from s: stale reads answer from s itself.
 func state(t testing.TB, c *clustertest.Cluster, s *cluster.Server, h []byte, cons pb.Consistency) pb.BlobState {
 	t.Helper()
-	st := try(c.Client(s).GetStatus(ctxT(t, 10*time.Second), &pb.GetStatusRequest{Hash: h, Consistency: cons})).must(t)
+	st := try(c.Client(s).GetStatus(ctxT(t, testtiming.Hang()), &pb.GetStatusRequest{Hash: h, Consistency: cons})).must(t)
 	return st.State
 }
 
@@ -68,7 +69,7 @@ func retryWrite(t testing.TB, timeout time.Duration, f func(ctx context.Context)
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testtiming.Scaled(3*time.Second))
 		err := f(ctx)
 		cancel()
 		if err == nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
 	"github.com/blobgc/blobgc/internal/testpki"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // writeCerts creates a CA and a server certificate for 127.0.0.1 (used for
@@ -29,7 +30,7 @@ func TestTLSCluster(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(i int, cfg *cluster.Config) {
 		cfg.TLS = files
 	}})
-	ctx := ctxT(t, 20*time.Second)
+	ctx := ctxT(t, testtiming.Hang())
 	f := c.Followers()[0]
 	cc, err := grpc.NewClient("passthrough:///"+f.Addr(),
 		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})))

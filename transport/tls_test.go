@@ -17,9 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blobgc/blobgc/internal/testpki"
-	pb "github.com/blobgc/blobgc/transport/transportpb"
-
 	"github.com/blobgc/blobgc/internal/testtiming"
+	pb "github.com/blobgc/blobgc/transport/transportpb"
 )
 
 // testPKI is a cluster CA generated for one test.

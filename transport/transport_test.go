@@ -20,9 +20,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/blobgc/blobgc/transport/transportpb"
-
 	"github.com/blobgc/blobgc/internal/testtiming"
+	pb "github.com/blobgc/blobgc/transport/transportpb"
 )
 
 func TestNewRequiresLocalAddr(t *testing.T) {

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/blobgc/blobgc/cluster/clustertest"
 	"github.com/blobgc/blobgc/internal/testpki"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // A server started with the TLS flags serves only TLS clients; the client
@@ -20,7 +20,7 @@ func TestTLSFlags(t *testing.T) {
 		"--heartbeat-timeout", "100ms", "--election-timeout", "100ms", "--leader-lease-timeout", "50ms", "--log-level", "error")
 	srv := "--servers=" + addr
 	tlsArgs := []string{"--tls-ca", certs.CA, "--tls-cert", certs.ClientCert, "--tls-key", certs.ClientKey}
-	clustertest.Eventually(t, 20*time.Second, "the TLS server to accept a write", func() bool {
+	clustertest.Eventually(t, testtiming.Hang(), "the TLS server to accept a write", func() bool {
 		_, err := run(t, "", append([]string{"register", hashHex(1), srv, "--timeout", "500ms"}, tlsArgs...)...)
 		return err == nil
 	})
