@@ -51,6 +51,16 @@ func TestRestartAllKeepsAcknowledgedWrites(t *testing.T) {
 		c.Restart(i)
 	}
 	c.Leader()
+	// Equal digests are not enough: right after the restart every server
+	// may still be at the same snapshot, short of the log's end.
+	c.Eventually(testtiming.Hang(), "every server to apply what it applied before", func() bool {
+		for _, s := range c.Running() {
+			if i, _ := s.FSM().Digest(); i < idx {
+				return false
+			}
+		}
+		return true
+	})
 	idx2, digest2 := c.WaitConverged()
 	if idx2 != idx || digest2 != digest {
 		t.Fatalf("after restart: index %d digest %x, want %d %x", idx2, digest2, idx, digest)

@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"testing"
@@ -39,7 +40,10 @@ func TestTLSCluster(t *testing.T) {
 	}
 	defer cc.Close()
 	cl := pb.NewBlobGCClient(cc)
-	try(cl.Pin(ctx, &pb.HashesRequest{Hashes: hashes(0, 3)})).must(t)
+	retryWrite(t, testtiming.Hang(), func(ctx context.Context) error {
+		_, err := cl.Pin(ctx, &pb.HashesRequest{Hashes: hashes(0, 3)})
+		return err
+	})
 	if st := try(cl.GetStatus(ctx, &pb.GetStatusRequest{Hash: hashN(1)})).must(t); st.State != pb.BlobState_BLOB_STATE_PINNED {
 		t.Fatalf("state %v", st.State)
 	}
