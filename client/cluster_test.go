@@ -12,6 +12,7 @@ import (
 
 	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // followers returns the addresses of the servers that are not the leader.
@@ -34,7 +35,7 @@ func TestClusterWritesThroughFollowers(t *testing.T) {
 	tc := clustertest.Start(t, clustertest.Options{N: 3})
 	leader, fol := followers(t, tc)
 	c := newTestClient(t, fol)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 
 	hs := hashesN(0, 3)
@@ -96,7 +97,7 @@ func TestClusterReportCycleClaimConfirm(t *testing.T) {
 	tc := clustertest.Start(t, clustertest.Options{N: 3})
 	_, fol := followers(t, tc)
 	c := newTestClient(t, fol)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 	if _, err := c.SetConfig(ctx, &blobgcv1.SetConfigRequest{GracePeriodNs: ptr(int64(0))}); err != nil {
 		t.Fatal(err)
@@ -179,7 +180,7 @@ func TestClusterReporter(t *testing.T) {
 	tc := clustertest.Start(t, clustertest.Options{N: 3})
 	_, fol := followers(t, tc)
 	c := newTestClient(t, fol, WithChunkSize(1000))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 
 	active, pinned := hashesN(0, 2500), hashesN(10000, 600)
@@ -249,7 +250,7 @@ func TestClusterFollowsLeadershipTransfer(t *testing.T) {
 	tc := clustertest.Start(t, clustertest.Options{N: 3})
 	leader, fol := followers(t, tc)
 	c := newTestClient(t, append([]string{leader}, fol...))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 	if _, err := c.RegisterBlobs(ctx, hashesN(0, 1)); err != nil {
 		t.Fatal(err)
@@ -296,7 +297,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 		}
 	}
 	c := newTestClient(t, addrs, WithBackoff(5*time.Millisecond, 50*time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 	if _, err := c.RegisterBlobs(ctx, hashesN(0, 1)); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
 	"github.com/blobgc/blobgc/internal/testpki"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // startTLSCluster starts 3 servers with certificates naming their server
@@ -31,7 +32,7 @@ func TestClusterTLS(t *testing.T) {
 	certs := testpki.WriteFiles(t, t.TempDir())
 	tc := startTLSCluster(t, certs, "")
 	_, fol := followers(t, tc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 
 	// With a client certificate naming an admin.

@@ -209,3 +209,17 @@ func BenchmarkFullReport100(b *testing.B) {
 		return err
 	})
 }
+
+// BenchmarkGraceMarkAfterLeaderKill: a blob half way through its 2 s grace
+// period when the leader is killed; reports how long after grace + the
+// election gap the new leader marks it (ms-late; about one 100 ms cycle on
+// a quiet machine) and the election gap (ms-gap). Test raft timings.
+func BenchmarkGraceMarkAfterLeaderKill(b *testing.B) {
+	var gap, late time.Duration
+	for range b.N {
+		g, l := markAcrossLeaderKill(b)
+		gap, late = gap+g, late+l
+	}
+	b.ReportMetric(float64(gap.Milliseconds())/float64(b.N), "ms-gap")
+	b.ReportMetric(float64(late.Milliseconds())/float64(b.N), "ms-late")
+}

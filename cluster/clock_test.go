@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // writeSkew replaces the skew file's content.
@@ -18,7 +20,7 @@ func writeSkew(t *testing.T, path, content string) {
 // waitSkew waits until the clock has picked up want from its file.
 func waitSkew(t *testing.T, c *WallClock, want time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testtiming.Hang())
 	for c.Skew() != want {
 		if time.Now().After(deadline) {
 			t.Fatalf("skew %v, want %v", c.Skew(), want)

@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -11,6 +10,7 @@ import (
 	pb "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 func TestClusterFormsAndFollowersForwardWrites(t *testing.T) {
@@ -22,7 +22,7 @@ func TestClusterFormsAndFollowersForwardWrites(t *testing.T) {
 			if len(fs) != n-1 {
 				t.Fatalf("%d followers, want %d", len(fs), n-1)
 			}
-			ctx := ctxT(t, 20*time.Second)
+			ctx := ctxT(t, testtiming.Hang())
 			f := fs[0]
 			var hdr metadata.MD
 			try(c.Client(f).RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 10)}, grpc.Header(&hdr))).must(t)

@@ -68,7 +68,7 @@ type Config struct {
 	BackupDir      string
 	BackupInterval time.Duration
 	BackupKeep     int
-	TLS      TLSFiles // empty = plaintext
+	TLS            TLSFiles // empty = plaintext
 	// TokenFile, if set, lists the bearer tokens clients may authenticate
 	// with (package auth describes the format); ReloadTokens re-reads it.
 	// With neither a token file nor TLS every caller is auth.Anonymous.

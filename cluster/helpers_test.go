@@ -15,6 +15,7 @@ import (
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
 	"github.com/blobgc/blobgc/fsm"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // hashN returns a deterministic test hash.
@@ -58,7 +59,7 @@ func (r result[T]) must(t testing.TB) T {
 // state reads a blob's state from s: stale reads answer from s itself.
 func state(t testing.TB, c *clustertest.Cluster, s *cluster.Server, h []byte, cons pb.Consistency) pb.BlobState {
 	t.Helper()
-	st := try(c.Client(s).GetStatus(ctxT(t, 10*time.Second), &pb.GetStatusRequest{Hash: h, Consistency: cons})).must(t)
+	st := try(c.Client(s).GetStatus(ctxT(t, testtiming.Hang()), &pb.GetStatusRequest{Hash: h, Consistency: cons})).must(t)
 	return st.State
 }
 
@@ -68,7 +69,7 @@ func retryWrite(t testing.TB, timeout time.Duration, f func(ctx context.Context)
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testtiming.Scaled(3*time.Second))
 		err := f(ctx)
 		cancel()
 		if err == nil {
@@ -82,6 +83,23 @@ func retryWrite(t testing.TB, timeout time.Duration, f func(ctx context.Context)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// untilOneLeader runs scenario on a fresh cluster, and again (at most three
+// runs in all) when it returns false because raft elected another leader
+// during the run: its assertions assume one leader throughout, which a
+// loaded machine does not guarantee. On the last run last is true and the
+// scenario asserts whatever happened.
+func untilOneLeader(t *testing.T, scenario func(last bool) bool) {
+	t.Helper()
+	for run := 1; !scenario(run == 3); run++ {
+		t.Logf("leadership changed during run %d; again on a new cluster", run)
+	}
+}
+
+// stillLeads reports whether s leads in the given term.
+func stillLeads(s *cluster.Server, term uint64) bool {
+	return s.IsLeader() && s.Raft().CurrentTerm() == term
 }
 
 func codeOf(err error) string { return status.Code(err).String() }

@@ -12,6 +12,7 @@ import (
 
 	pb "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 type pinOp struct {
@@ -54,7 +55,7 @@ var pinModel = porcupine.Model{
 // applied at any later time; failed reads are dropped.
 func TestLinearizableHistoryAcrossLeaderChanges(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{N: 3})
-	ctx := ctxT(t, 60*time.Second)
+	ctx := ctxT(t, testtiming.Hang())
 	const keys, clients = 3, 6
 	try(c.Client(c.Leader()).RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, keys)})).must(t)
 	servers := c.Running()
@@ -79,7 +80,7 @@ func TestLinearizableHistoryAcrossLeaderChanges(t *testing.T) {
 				in := pinOp{key: rnd.Intn(keys), kind: rnd.Intn(3)}
 				api := c.RawClient(servers[rnd.Intn(len(servers))])
 				h := hashN(in.key)
-				octx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				octx, cancel := context.WithTimeout(ctx, testtiming.Scaled(3*time.Second))
 				call := now()
 				var out interface{}
 				var err error
@@ -114,13 +115,13 @@ func TestLinearizableHistoryAcrossLeaderChanges(t *testing.T) {
 		defer mu.Unlock()
 		return len(history)
 	}
-	c.Eventually(20*time.Second, "history before the transfers", func() bool { return recorded() >= 150 })
+	c.Eventually(testtiming.Hang(), "history before the transfers", func() bool { return recorded() >= 150 })
 	for i := 0; i < 2; i++ {
 		try(c.Client(c.Leader()).TransferLeadership(ctx, &pb.TransferLeadershipRequest{})).must(t)
 		c.Leader()
 	}
 	n := recorded()
-	c.Eventually(20*time.Second, "history after the transfers", func() bool { return recorded() >= n+150 })
+	c.Eventually(testtiming.Hang(), "history after the transfers", func() bool { return recorded() >= n+150 })
 	close(stop)
 	wg.Wait()
 

@@ -14,11 +14,12 @@ import (
 	pb "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 func TestHealthAndReflection(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{N: 3})
-	ctx := ctxT(t, 20*time.Second)
+	ctx := ctxT(t, testtiming.Hang())
 	leader := c.Leader()
 	check := func(s *cluster.Server, service string) healthpb.HealthCheckResponse_ServingStatus {
 		r, err := healthpb.NewHealthClient(c.Conn(s.Addr())).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
@@ -27,7 +28,7 @@ func TestHealthAndReflection(t *testing.T) {
 		}
 		return r.Status
 	}
-	c.Eventually(5*time.Second, "leader service SERVING on the leader", func() bool {
+	c.Eventually(testtiming.Hang(), "leader service SERVING on the leader", func() bool {
 		return check(leader, cluster.LeaderHealthService) == healthpb.HealthCheckResponse_SERVING
 	})
 	for _, s := range c.Running() {
@@ -42,7 +43,7 @@ func TestHealthAndReflection(t *testing.T) {
 	}
 	// After a transfer the old leader stops serving the leader service.
 	try(c.Client(leader).TransferLeadership(ctx, &pb.TransferLeadershipRequest{})).must(t)
-	c.Eventually(5*time.Second, "old leader NOT_SERVING", func() bool {
+	c.Eventually(testtiming.Hang(), "old leader NOT_SERVING", func() bool {
 		return check(leader, cluster.LeaderHealthService) == healthpb.HealthCheckResponse_NOT_SERVING
 	})
 
@@ -67,16 +68,26 @@ func TestHealthAndReflection(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
+	untilOneLeader(t, func(last bool) bool { return metricsScenario(t, last) })
+}
+
+func metricsScenario(t *testing.T, last bool) bool {
 	c := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(i int, cfg *cluster.Config) {
 		cfg.MetricsAddr = "127.0.0.1:0"
 	}})
-	ctx := ctxT(t, 20*time.Second)
+	defer c.Close()
+	ctx := ctxT(t, testtiming.Hang())
 	leader := c.Leader()
-	cl := c.Client(c.Followers()[0])
+	term := leader.Raft().CurrentTerm()
+	follower := c.Followers()[0]
+	cl := c.Client(follower)
 	try(cl.RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 5)})).must(t)
 	try(cl.Report(ctx, &pb.ReportRequest{NodeId: "vm", Kind: pb.ReportKind_REPORT_KIND_FULL, Seq: 1, Active: hashes(0, 2)})).must(t)
 	try(cl.RunCycle(ctx, &pb.RunCycleRequest{})).must(t)
 	c.WaitConverged()
+	if !last && !stillLeads(leader, term) {
+		return false
+	}
 
 	body := scrape(t, leader.MetricsAddr(), nil)
 	for _, want := range []string{
@@ -109,17 +120,25 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("follower metrics lack %q", want)
 		}
 	}
+	return true
 }
 
-// The cycle scheduler runs only on the leader: after a transfer the old
-// leader proposes no more cycles while the new one does.
+// The cycle scheduler runs only on the leader: followers run no cycles, and
+// after a transfer the old leader proposes no more cycles while the new one
+// does.
 func TestSchedulerFollowsLeadership(t *testing.T) {
+	untilOneLeader(t, func(last bool) bool { return schedulerScenario(t, last) })
+}
+
+func schedulerScenario(t *testing.T, last bool) bool {
 	c := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(i int, cfg *cluster.Config) {
 		cfg.MetricsAddr = "127.0.0.1:0"
 		cfg.CycleInterval = 50 * time.Millisecond
 	}})
-	ctx := ctxT(t, 30*time.Second)
+	defer c.Close()
+	ctx := ctxT(t, testtiming.Hang())
 	old := c.Leader()
+	term := old.Raft().CurrentTerm()
 	cycles := func(s *cluster.Server) float64 {
 		resp, err := http.Get("http://" + s.MetricsAddr() + "/metrics")
 		if err != nil {
@@ -137,10 +156,19 @@ func TestSchedulerFollowsLeadership(t *testing.T) {
 		}
 		return sum
 	}
-	c.Eventually(10*time.Second, "cycles on the leader", func() bool { return cycles(old) >= 3 })
-	for _, f := range c.Followers() {
-		if n := cycles(f); n != 0 {
-			t.Errorf("follower %s ran %v cycles", f.ID(), n)
+	// Followers may have led during the first election: count from here.
+	fs := c.Followers()
+	before := make([]float64, len(fs))
+	for i, f := range fs {
+		before[i] = cycles(f)
+	}
+	c.Eventually(testtiming.Hang(), "cycles on the leader", func() bool { return cycles(old) >= 3 })
+	if !last && !stillLeads(old, term) {
+		return false
+	}
+	for i, f := range fs {
+		if n := cycles(f); n != before[i] {
+			t.Errorf("follower %s ran %v cycles", f.ID(), n-before[i])
 		}
 	}
 	resp := try(c.Client(old).TransferLeadership(ctx, &pb.TransferLeadershipRequest{})).must(t)
@@ -150,12 +178,17 @@ func TestSchedulerFollowsLeadership(t *testing.T) {
 			next = s
 		}
 	}
-	c.Eventually(10*time.Second, "cycles on the new leader", func() bool { return cycles(next) >= 3 })
+	c.Eventually(testtiming.Hang(), "cycles on the new leader", func() bool { return cycles(next) >= 3 })
 	// By now a cycle the old leader had in flight has ended; from here on
 	// its count must stay put while the new leader's grows.
+	nextTerm := next.Raft().CurrentTerm()
 	frozen, base := cycles(old), cycles(next)
-	c.Eventually(10*time.Second, "more cycles on the new leader", func() bool { return cycles(next) >= base+3 })
+	c.Eventually(testtiming.Hang(), "more cycles on the new leader", func() bool { return cycles(next) >= base+3 })
+	if !last && !stillLeads(next, nextTerm) {
+		return false
+	}
 	if n := cycles(old); n != frozen {
 		t.Errorf("old leader kept running cycles: %v -> %v", frozen, n)
 	}
+	return true
 }

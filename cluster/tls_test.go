@@ -17,6 +17,7 @@ import (
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
 	"github.com/blobgc/blobgc/internal/testpki"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // startTLS starts a cluster of n servers, each with its own server
@@ -66,7 +67,7 @@ func tlsClient(t *testing.T, files testpki.Files, s *cluster.Server, certs ...tl
 // TLS, and admits a server that joins with its own certificate.
 func TestTLSCluster(t *testing.T) {
 	c, files := startTLS(t, 3)
-	ctx := ctxT(t, 60*time.Second)
+	ctx := ctxT(t, testtiming.Hang())
 	f := c.Followers()[0]
 	cl := tlsClient(t, files, f)
 	try(cl.Pin(ctx, &pb.HashesRequest{Hashes: hashes(0, 3)})).must(t)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/blobgc/blobgc/fsm/fsmpb"
+	"github.com/blobgc/blobgc/internal/testtiming"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
@@ -20,10 +21,7 @@ func newRaftNode(t *testing.T, id string) *raftNode {
 	t.Helper()
 	cfg := raft.DefaultConfig()
 	cfg.LocalID = raft.ServerID(id)
-	cfg.HeartbeatTimeout = 100 * time.Millisecond
-	cfg.ElectionTimeout = 100 * time.Millisecond
-	cfg.LeaderLeaseTimeout = 100 * time.Millisecond
-	cfg.CommitTimeout = 5 * time.Millisecond
+	testtiming.Configure(cfg)
 	cfg.TrailingLogs = 4
 	cfg.SnapshotThreshold = 1 << 30 // snapshots are taken by the test
 	cfg.SnapshotInterval = time.Hour
@@ -42,7 +40,7 @@ func newRaftNode(t *testing.T, id string) *raftNode {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(testtiming.Hang())
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -71,29 +69,55 @@ func TestRaftReplicationAndInstallSnapshot(t *testing.T) {
 	if err := nodes[0].raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
 		t.Fatal(err)
 	}
-	var leader *raftNode
-	waitFor(t, "a leader", func() bool {
-		for _, n := range nodes {
-			if n.raft.State() == raft.Leader {
-				leader = n
-				return true
+	leaderOf := func(ns []*raftNode) *raftNode {
+		t.Helper()
+		var leader *raftNode
+		waitFor(t, "a leader", func() bool {
+			for _, n := range ns {
+				if n.raft.State() == raft.Leader {
+					leader = n
+					return true
+				}
+			}
+			return false
+		})
+		return leader
+	}
+	// onLeader runs op on the current leader, again on the next one while
+	// leadership moves under it (commands here are idempotent, and a cycle
+	// or claim run twice is checked by the counts, not by its result).
+	onLeader := func(ns []*raftNode, what string, op func(*raftNode) error) {
+		t.Helper()
+		for attempt := 0; ; attempt++ {
+			err := op(leaderOf(ns))
+			if err == nil {
+				return
+			}
+			if attempt == 20 || (err != raft.ErrNotLeader && err != raft.ErrLeadershipLost) {
+				t.Fatalf("%s: %v", what, err)
 			}
 		}
-		return false
-	})
+	}
 	now := int64(0)
-	apply := func(op any) *Result {
+	var idx uint64 // the index of the last command applied
+	apply := func(op any) {
 		t.Helper()
 		now += int64(time.Second)
 		b, err := Encode(NewCommand(now, 0, op))
 		if err != nil {
 			t.Fatal(err)
 		}
-		fut := leader.raft.Apply(b, 5*time.Second)
-		if err := fut.Error(); err != nil {
-			t.Fatal(err)
-		}
-		return fut.Response().(*Result)
+		onLeader(nodes, "apply", func(l *raftNode) error {
+			fut := l.raft.Apply(b, testtiming.Apply())
+			if err := fut.Error(); err != nil {
+				return err
+			}
+			if r := fut.Response().(*Result); r.Err != nil {
+				t.Fatalf("apply %T: %v", op, r.Err)
+			}
+			idx = fut.Index()
+			return nil
+		})
 	}
 	g := int64(0)
 	apply(&fsmpb.SetConfig{GracePeriodNs: &g})
@@ -103,15 +127,7 @@ func TestRaftReplicationAndInstallSnapshot(t *testing.T) {
 	}
 	apply(&fsmpb.RegisterBlobs{Hashes: PackHashes(hs)})
 	apply(&fsmpb.Report{NodeId: "vm1", Kind: fsmpb.ReportKind_REPORT_KIND_FULL, Seq: 1, Active: PackHashes(hs[:200])})
-	r := apply(&fsmpb.RunCycle{})
-	if len(r.Cycle.NewlyMarked) != 100 {
-		t.Fatalf("%+v", r.Cycle)
-	}
-	if got := apply(&fsmpb.Claim{Hashes: PackHashes(hs[200:250])}).Claimed; len(got) != 50 {
-		t.Fatalf("claimed %d", len(got))
-	}
-	apply(&fsmpb.ConfirmCollected{Hashes: PackHashes(hs[200:220])})
-	idx := leader.raft.AppliedIndex()
+	// sameDigest: every server has applied idx, and all hold the same state.
 	sameDigest := func(ns []*raftNode) bool {
 		var first [32]byte
 		for i, n := range ns {
@@ -127,30 +143,51 @@ func TestRaftReplicationAndInstallSnapshot(t *testing.T) {
 		}
 		return true
 	}
-	waitFor(t, "all servers to apply", func() bool { return sameDigest(nodes) })
-
-	// Compact the log, then add a fourth server.
-	if err := leader.raft.Snapshot().Error(); err != nil {
-		t.Fatal(err)
+	// converge waits for sameDigest and returns the state's counts.
+	converge := func(ns []*raftNode, what string) Counts {
+		t.Helper()
+		waitFor(t, what, func() bool { return sameDigest(ns) })
+		return ns[0].fsm.Counts()
 	}
+	apply(&fsmpb.RunCycle{})
+	if c := converge(nodes, "all servers to apply the cycle"); c.Marked != 100 {
+		t.Fatalf("after the cycle: %+v, want 100 marked", c)
+	}
+	apply(&fsmpb.Claim{Hashes: PackHashes(hs[200:250])})
+	if c := converge(nodes, "all servers to apply the claim"); c.Deleting != 50 {
+		t.Fatalf("after the claim: %+v, want 50 deleting", c)
+	}
+	apply(&fsmpb.ConfirmCollected{Hashes: PackHashes(hs[200:220])})
+	converge(nodes, "all servers to apply")
+
+	// Compact the log on every server (leadership may move), then add a
+	// fourth server: whoever leads must send it a snapshot.
+	snapshotAll := func() {
+		t.Helper()
+		for _, n := range nodes {
+			if err := n.raft.Snapshot().Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	snapshotAll()
 	for i := 0; i < 10; i++ {
 		apply(&fsmpb.Report{NodeId: "vm1", Kind: fsmpb.ReportKind_REPORT_KIND_DELTA, Seq: uint64(2 + i), Active: PackHashes(hs[250+i : 251+i])})
 	}
-	if err := leader.raft.Snapshot().Error(); err != nil {
-		t.Fatal(err)
-	}
+	converge(nodes, "all servers to apply the reports")
+	snapshotAll()
 	s4 := newRaftNode(t, "s4")
 	for _, n := range nodes {
 		n.trans.Connect(s4.trans.LocalAddr(), s4.trans)
 		s4.trans.Connect(n.trans.LocalAddr(), n.trans)
 	}
-	if err := leader.raft.AddVoter("s4", s4.trans.LocalAddr(), 0, 5*time.Second).Error(); err != nil {
-		t.Fatal(err)
-	}
-	apply(&fsmpb.RunCycle{})
-	idx = leader.raft.AppliedIndex()
+	onLeader(nodes, "add voter", func(l *raftNode) error {
+		return l.raft.AddVoter("s4", s4.trans.LocalAddr(), 0, testtiming.Apply()).Error()
+	})
 	all := append(nodes, s4)
-	waitFor(t, "the new server to catch up", func() bool { return sameDigest(all) })
+	nodes = all // the next apply may go to whichever of the four leads
+	apply(&fsmpb.RunCycle{})
+	converge(all, "the new server to catch up")
 	if si := s4.raft.Stats()["last_snapshot_index"]; si == "0" {
 		t.Fatal("the new server was not brought up by a snapshot")
 	}

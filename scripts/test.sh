@@ -1,9 +1,35 @@
 #!/usr/bin/env bash
-# The project's test command: static checks, then every test with the race detector.
+# The project's test command: static checks, then every test with the race
+# detector. This is what CI runs (.ci/run).
+#
+#   scripts/test.sh            the full run, container and chaos suites included
+#   scripts/test.sh --short    go test -short for the edit-test loop: skips the
+#                              container suite (system_test/docker) and every
+#                              chaos scenario (TestChaos_*, TestProcChaos_*)
+#
+# BLOBGC_TEST_TIMEOUT_SCALE multiplies the raft timings and hang deadlines of
+# the tests (see internal/testtiming), e.g. 2 on a very slow machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+short=false
+for arg in "$@"; do
+	case "$arg" in
+	--short) short=true ;;
+	-h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+	*) echo "unknown argument: $arg" >&2; exit 2 ;;
+	esac
+done
+
 go vet ./...
-go test -race -count=1 -timeout 25m ./...
-# The dashboard and alert rules, checked with Prometheus's own parsers in a
-# module of their own (deploy/), so those packages stay out of blobgc's.
-(cd deploy && go vet ./... && go test -count=1 ./...)
+if $short; then
+	go test -race -short -count=1 -timeout 10m -skip '^Test(Proc|Docker)?Chaos_' ./...
+else
+	go test -race -count=1 -timeout 25m ./...
+	# The dashboard and alert rules, checked with Prometheus's own parsers in a
+	# module of their own (deploy/), so those packages stay out of blobgc's.
+	(cd deploy && go vet ./... && go test -count=1 ./...)
+	# Concurrent writes must share raft log writes: 16 clients at least 3x
+	# the Pin throughput of one, measured in one run.
+	./scripts/throughput-check.sh
+fi

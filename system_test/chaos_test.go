@@ -256,6 +256,9 @@ func defaultProcOpts() procOpts {
 // package. Every violation fails t; the summary row is logged and appended
 // to the file named by BLOBGC_CHAOS_REPORT.
 func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
+	if testing.Short() {
+		t.Skip("chaos scenarios do not run with -short")
+	}
 	n := sc.Servers
 	if o.Servers != 0 {
 		n = o.Servers

@@ -62,14 +62,21 @@ func usedDataDir(t *testing.T, snapshot bool) string {
 func expectRefusal(t *testing.T, dir, wantFile, wantText string) {
 	t.Helper()
 	addr := freeAddr(t)
-	_, stderr, err := runBlobgc(t, "server", "--id", "s1", "--data-dir", dir, "--listen", addr, "--peers", "s1="+addr)
+	_, stderr, err := runBlobgc(t, "server", "--insecure", "--id", "s1", "--data-dir", dir, "--listen", addr, "--peers", "s1="+addr)
 	if err == nil {
 		t.Fatalf("server started on a damaged data dir; stderr:\n%s", stderr)
 	}
 	if strings.Contains(stderr, "goroutine") || strings.Contains(stderr, "panic") {
 		t.Fatalf("stack dump instead of an error:\n%s", stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	// The --insecure warning is logged at every start; the refusal itself
+	// must be one line.
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if !strings.Contains(l, "running without TLS (--insecure)") {
+			lines = append(lines, l)
+		}
+	}
 	if len(lines) != 1 {
 		t.Fatalf("want a one-line error, got %d lines:\n%s", len(lines), stderr)
 	}

@@ -68,7 +68,7 @@ func BenchmarkScale(b *testing.B) {
 	// Join: a fourth server joins and catches up by snapshot.
 	p := &proc{id: "s4", addr: freeAddr(b), dir: b.TempDir() + "/s4"}
 	p.args = []string{"server", "--id", p.id, "--data-dir", p.dir, "--listen", p.addr,
-		"--join", strings.Join(pc.addrs(), ","), "--cycle-interval=-1s"}
+		"--join", strings.Join(pc.addrs(), ","), "--cycle-interval=-1s", "--insecure"}
 	p.args = append(p.args, settings...)
 	pc.procs = append(pc.procs, p)
 	t0 = time.Now()

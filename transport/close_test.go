@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // inFlight starts one call of every kind from n2 to n1 and returns a channel
@@ -59,7 +61,7 @@ func collect(t *testing.T, results <-chan error, calls int, want func(error) boo
 			if !want(err) {
 				t.Errorf("in-flight call ended with %v", err)
 			}
-		case <-time.After(20 * time.Second):
+		case <-time.After(testtiming.Hang()):
 			t.Fatalf("%d of %d in-flight calls never returned", calls-i, calls)
 		}
 	}
@@ -72,7 +74,7 @@ func serving(t *testing.T, n *node) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("shared server stopped serving after the transport closed: %v", err)
@@ -145,7 +147,7 @@ func TestClose_DoesNotHangOnBlockedConsumer(t *testing.T) {
 	go func() { _ = n1.trans.Close(); close(closed) }()
 	select {
 	case <-closed:
-	case <-time.After(10 * time.Second):
+	case <-time.After(testtiming.Hang()):
 		t.Fatal("Close hung")
 	}
 	for range 2 {
@@ -154,7 +156,7 @@ func TestClose_DoesNotHangOnBlockedConsumer(t *testing.T) {
 			if err == nil {
 				t.Fatal("vote succeeded without raft")
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(testtiming.Hang()):
 			t.Fatal("a vote never ended")
 		}
 	}
@@ -183,11 +185,11 @@ func TestGracefulStop_BoundedWithOpenStreams(t *testing.T) {
 	go func() { GracefulStop(n1.server, 50*time.Millisecond); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(20 * time.Second):
+	case <-time.After(testtiming.Hang()):
 		t.Fatal("GracefulStop hung on an open pipeline stream")
 	}
 	// The pipeline notices.
-	waitFor(t, 10*time.Second, "the pipeline to fail", func() bool {
+	waitFor(t, testtiming.Hang(), "the pipeline to fail", func() bool {
 		_, err := p.AppendEntries(&args, new(raft.AppendEntriesResponse))
 		return err != nil
 	})
@@ -199,7 +201,7 @@ func TestGracefulStop_IdleServer(t *testing.T) {
 	go func() { GracefulStop(n.server, time.Hour); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(20 * time.Second):
+	case <-time.After(testtiming.Hang()):
 		t.Fatal("GracefulStop of an idle server did not return")
 	}
 }

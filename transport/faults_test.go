@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // faultPair is two wrapped transports that answer every vote and append.
@@ -100,7 +102,7 @@ func TestFaults_BlackHoleHangsUntilDeadline(t *testing.T) {
 		if !errors.Is(err, ErrFaultInjected) {
 			t.Fatalf("black-holed vote: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testtiming.Hang()):
 		t.Fatal("black-holed vote never hit its deadline")
 	}
 }
@@ -121,7 +123,7 @@ func TestFaults_HealReleasesBlackHoledCall(t *testing.T) {
 		if err != nil {
 			t.Fatalf("vote after the heal: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testtiming.Hang()):
 		t.Fatal("heal did not release the call")
 	}
 }

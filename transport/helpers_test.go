@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // node is one transport registered on its own shared gRPC server, the way a
@@ -75,7 +77,7 @@ func recvRPC(tb testing.TB, ch <-chan raft.RPC) raft.RPC {
 	select {
 	case rpc := <-ch:
 		return rpc
-	case <-time.After(10 * time.Second):
+	case <-time.After(testtiming.Hang()):
 		tb.Fatal("no RPC arrived")
 		return raft.RPC{}
 	}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blobgc/blobgc/internal/testpki"
+	"github.com/blobgc/blobgc/internal/testtiming"
 	pb "github.com/blobgc/blobgc/transport/transportpb"
 )
 
@@ -106,7 +107,7 @@ func TestTLS_RaftServiceRefusesCallerWithoutPeerCert(t *testing.T) {
 	n1 := newTLSNode(t, pki, Config{})
 	// An API client: trusts the cluster CA but has no certificate.
 	conn := dialTLS(t, n1.addr, &tls.Config{RootCAs: pki.Pool, MinVersion: tls.VersionTLS13})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 
 	_, err := pb.NewRaftClient(conn).RequestVote(ctx, &pb.RequestVoteRequest{Term: 99})
@@ -141,7 +142,7 @@ func TestTLS_ForeignCAIsRefused(t *testing.T) {
 		RootCAs:      pki.Pool,
 		MinVersion:   tls.VersionTLS13,
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 	if _, err := pb.NewRaftClient(conn).RequestVote(ctx, &pb.RequestVoteRequest{Term: 1}); err == nil {
 		t.Fatal("a certificate from a foreign CA was accepted")
@@ -203,7 +204,7 @@ func TestTLS_AuthorizeCallback(t *testing.T) {
 	t.Cleanup(func() { trans.Close(); srv.Stop() })
 
 	conn := dialTLS(t, raft.ServerAddress(lis.Addr().String()), clientTLS)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 	_, err = pb.NewRaftClient(conn).RequestVote(ctx, &pb.RequestVoteRequest{Term: 1})
 	if status.Code(err) != codes.PermissionDenied {

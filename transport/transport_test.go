@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/blobgc/blobgc/internal/testtiming"
 	pb "github.com/blobgc/blobgc/transport/transportpb"
 )
 
@@ -318,7 +319,7 @@ func TestTransport_AppendEntriesPipeline(t *testing.T) {
 			if f.Start().IsZero() {
 				t.Fatal("future has no start time")
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(testtiming.Hang()):
 			t.Fatalf("future %d never arrived", i)
 		}
 	}
@@ -358,7 +359,7 @@ func TestTransport_Pipeline_CloseStreams(t *testing.T) {
 					if d := equal(&want, f.Response()); d != "" {
 						t.Errorf("response mismatch:\n%s", d)
 					}
-				case <-time.After(10 * time.Second):
+				case <-time.After(testtiming.Hang()):
 					t.Errorf("future %d never arrived (cancelStreams=%v)", i, cancelStreams)
 					return
 				}
@@ -367,7 +368,7 @@ func TestTransport_Pipeline_CloseStreams(t *testing.T) {
 		for i := 0; i < 100; i++ {
 			if cancelStreams && i == 10 {
 				// Wait until the inbound stream is registered, then kill it.
-				waitFor(t, 5*time.Second, "inbound stream", func() bool {
+				waitFor(t, testtiming.Hang(), "inbound stream", func() bool {
 					n1.trans.mu.Lock()
 					defer n1.trans.mu.Unlock()
 					return len(n1.trans.inbound) > 0
@@ -417,10 +418,10 @@ func TestTransport_Pipeline_ServerStopped(t *testing.T) {
 		if f.Response() == nil || f.Response().Success {
 			t.Fatalf("failed future response %+v", f.Response())
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testtiming.Hang()):
 		t.Fatal("future never completed")
 	}
-	waitFor(t, 5*time.Second, "sends to fail", func() bool {
+	waitFor(t, testtiming.Hang(), "sends to fail", func() bool {
 		_, err := p.AppendEntries(&args, new(raft.AppendEntriesResponse))
 		return err != nil
 	})
@@ -485,7 +486,7 @@ func TestTransport_Pipeline_MaxRPCsInFlight(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-			case <-time.After(10 * time.Second):
+			case <-time.After(testtiming.Hang()):
 				t.Fatal("last append didn't unblock")
 			}
 			for _, rpc := range held[1:] {
@@ -515,7 +516,7 @@ func TestTransport_Pipeline_Watchdog(t *testing.T) {
 		if !errors.Is(f.Error(), errPipelineStalled) {
 			t.Fatalf("future error %v, want %v", f.Error(), errPipelineStalled)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testtiming.Hang()):
 		t.Fatal("stalled pipeline never failed")
 	}
 	rpc.Respond(&raft.AppendEntriesResponse{}, nil)
@@ -695,8 +696,10 @@ func TestTransport_MessageSizeLimit(t *testing.T) {
 		}
 	})
 	t.Run("default admits MaxAppendEntries x 1 MiB", func(t *testing.T) {
-		n1 := newNode(t, Config{})
-		n2 := newNode(t, Config{})
+		// The default message limit under test; the deadline only bounds
+		// a hang (64 MiB under -race on a loaded machine is slow).
+		n1 := newNode(t, Config{Timeout: testtiming.Hang()})
+		n2 := newNode(t, Config{Timeout: testtiming.Hang()})
 		respondAll(t, n1.trans.Consumer(), func(rpc raft.RPC) (any, error) {
 			req := rpc.Command.(*raft.AppendEntriesRequest)
 			return &raft.AppendEntriesResponse{LastLog: uint64(len(req.Entries)), Success: true}, nil
@@ -785,7 +788,7 @@ func TestTransport_BlackHolePeerCallsEndByDeadline(t *testing.T) {
 				if err == nil {
 					t.Errorf("%s to a black hole succeeded", name)
 				}
-			case <-time.After(20 * time.Second):
+			case <-time.After(testtiming.Hang()):
 				t.Errorf("%s to a black hole never returned", name)
 			}
 		})
@@ -815,14 +818,14 @@ func TestTransport_PeerRestartSameAddress(t *testing.T) {
 		t.Fatal("vote to a stopped peer succeeded")
 	}
 	var lis net.Listener
-	waitFor(t, 5*time.Second, "the port to be free", func() bool {
+	waitFor(t, testtiming.Hang(), "the port to be free", func() bool {
 		var err error
 		lis, err = net.Listen("tcp", string(n1.addr))
 		return err == nil
 	})
 	restarted := newNodeOn(t, lis, Config{}, nil)
 	answer(restarted.trans.Consumer())
-	waitFor(t, 10*time.Second, "the restarted peer to answer", func() bool { return vote() == nil })
+	waitFor(t, testtiming.Hang(), "the restarted peer to answer", func() bool { return vote() == nil })
 }
 
 func TestTransport_CloseTwice(t *testing.T) {

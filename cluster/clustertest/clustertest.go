@@ -1,6 +1,8 @@
 // Package clustertest starts in-process blobgc clusters on loopback for
-// tests: N servers with short raft timings, data in t.TempDir(), a shared
-// transport.Faults table, API clients, and helpers that wait on conditions.
+// tests: N servers with the raft timings of package testtiming, data in
+// t.TempDir(), a shared transport.Faults table, API clients, and helpers
+// that wait on conditions (for testtiming.Hang, so that only a hang fails
+// them on a loaded machine).
 package clustertest
 
 import (
@@ -22,6 +24,7 @@ import (
 
 	pb "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/cluster"
+	"github.com/blobgc/blobgc/internal/testtiming"
 	"github.com/blobgc/blobgc/transport"
 )
 
@@ -53,20 +56,17 @@ func Logger(name string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.LevelFromString(lvl), Output: os.Stderr})
 }
 
-// TestConfig returns a server config with short raft timings for loopback
-// tests. The caller sets the listener or address and peers.
+// TestConfig returns a server config with the test raft timings for
+// loopback tests. The caller sets the listener or address and peers.
 func TestConfig(id, dir string) cluster.Config {
 	return cluster.Config{
-		ID:      id,
-		DataDir: dir,
-		// Long enough that a leader keeps its lease under -race on two
-		// loaded cores (CI runs packages in parallel); elections after a
-		// kill take 0.8-1.6 s.
-		HeartbeatTimeout:   800 * time.Millisecond,
-		ElectionTimeout:    800 * time.Millisecond,
-		LeaderLeaseTimeout: 400 * time.Millisecond,
-		CommitTimeout:      5 * time.Millisecond,
-		ApplyTimeout:       5 * time.Second,
+		ID:                 id,
+		DataDir:            dir,
+		HeartbeatTimeout:   testtiming.Heartbeat(),
+		ElectionTimeout:    testtiming.Election(),
+		LeaderLeaseTimeout: testtiming.LeaderLease(),
+		CommitTimeout:      testtiming.Commit(),
+		ApplyTimeout:       testtiming.Apply(),
 		CycleInterval:      -1,
 		Logger:             Logger(id),
 	}
@@ -163,7 +163,7 @@ func (c *Cluster) Close() {
 // Stop shuts server i down gracefully (leadership is handed over).
 func (c *Cluster) Stop(i int) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 	if err := c.Servers[i].Shutdown(ctx); err != nil {
 		c.t.Logf("shutdown %d: %v", i, err)
@@ -191,7 +191,7 @@ func (c *Cluster) Restart(i int) {
 	}
 	cfg.Listener = nil
 	var err error
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testtiming.Hang())
 	for {
 		var l net.Listener
 		if l, err = net.Listen("tcp", cfg.ListenAddr); err == nil {
@@ -233,7 +233,7 @@ func (c *Cluster) Running() []*cluster.Server {
 func (c *Cluster) Leader() *cluster.Server {
 	c.t.Helper()
 	var leader *cluster.Server
-	c.Eventually(20*time.Second, "a leader agreed by all running servers", func() bool {
+	c.Eventually(testtiming.Hang(), "a leader agreed by all running servers", func() bool {
 		leader = nil
 		for _, s := range c.Running() {
 			if s.IsLeader() {
@@ -268,8 +268,8 @@ func (c *Cluster) Followers() []*cluster.Server {
 }
 
 // Client returns an API client connected to s that retries calls failing
-// with Unavailable (a leader change under load) for up to 15 s, as the Go
-// client does; every blobgc command is idempotent or deduplicated.
+// with Unavailable (a leader change under load) for up to 15 s (scaled), as
+// the Go client does; every blobgc command is idempotent or deduplicated.
 func (c *Cluster) Client(s *cluster.Server) pb.BlobGCClient {
 	return pb.NewBlobGCClient(c.conn(s.Addr(), true))
 }
@@ -303,7 +303,7 @@ func (c *Cluster) conn(addr string, retry bool) *grpc.ClientConn {
 }
 
 func retryUnavailable(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(testtiming.Scaled(15 * time.Second))
 	for {
 		err := invoker(ctx, method, req, reply, cc, opts...)
 		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) || ctx.Err() != nil {
@@ -348,7 +348,7 @@ func (c *Cluster) WaitConverged() (uint64, [32]byte) {
 	var idx uint64
 	var d [32]byte
 	var seen []string // the last look, for the failure message
-	c.Eventually(20*time.Second, "equal digests on all running servers", func() bool {
+	c.Eventually(testtiming.Hang(), "equal digests on all running servers", func() bool {
 		seen = seen[:0]
 		equal := true
 		for n, s := range c.Running() {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // syncBuf is a bytes.Buffer safe to read while a command writes to it.
@@ -22,7 +23,7 @@ func run(t *testing.T, stdin string, args ...string) (stdout string, err error) 
 	var out, errOut syncBuf
 	root := newRoot(strings.NewReader(stdin), &out, &errOut)
 	root.SetArgs(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtiming.Hang())
 	defer cancel()
 	err = root.ExecuteContext(ctx)
 	return out.String(), err
@@ -296,7 +297,7 @@ func TestCLIHealth(t *testing.T) {
 	// A server that lost its quorum serves but knows no leader: unhealthy.
 	last := tc.Followers()[0]
 	tc.Stop(tc.Index(tc.Leader()))
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(testtiming.Hang())
 	for {
 		_, err := run(t, "", "health", "--addr", last.Addr(), "--timeout", "2s")
 		if err != nil && strings.Contains(err.Error(), "no leader") {

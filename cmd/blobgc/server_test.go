@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 func freePort(t *testing.T) int {
@@ -69,7 +70,7 @@ func startCmd(t *testing.T, args ...string) (out *syncBuf, errOut *syncBuf, stop
 			cancel()
 			select {
 			case result = <-done:
-			case <-time.After(30 * time.Second):
+			case <-time.After(testtiming.Hang()):
 				t.Error("command did not stop within 30s of cancel")
 			}
 		}
@@ -92,12 +93,12 @@ func TestServerCommandRestart(t *testing.T) {
 		"--metrics-addr", "127.0.0.1:0", "--insecure"}
 	_, errOut, stop := startCmd(t, args...)
 	srv := "--servers=" + addr
-	clustertest.Eventually(t, 20*time.Second, "the server to lead", func() bool {
+	clustertest.Eventually(t, testtiming.Hang(), "the server to lead", func() bool {
 		_, err := run(t, "", "register", hashHex(7), srv, "--timeout", "500ms")
 		return err == nil
 	})
 	// The first leader proposes the GC flags.
-	clustertest.Eventually(t, 10*time.Second, "the --grace-period flag in the replicated config", func() bool {
+	clustertest.Eventually(t, testtiming.Hang(), "the --grace-period flag in the replicated config", func() bool {
 		cfg := jsonOf[map[string]any](t, mustRun(t, "", "config", "get", "-o", "json", srv))
 		return cfg["grace_period_ns"] == float64(time.Minute)
 	})
@@ -115,7 +116,7 @@ func TestServerCommandRestart(t *testing.T) {
 	}
 	_, errOut2, stop := startCmd(t, args...)
 	var st []map[string]any
-	clustertest.Eventually(t, 20*time.Second, "the restarted server to answer", func() bool {
+	clustertest.Eventually(t, testtiming.Hang(), "the restarted server to answer", func() bool {
 		out, err := run(t, "", "status", hashHex(7), "-o", "json", srv, "--timeout", "500ms")
 		if err != nil {
 			return false
@@ -188,7 +189,7 @@ func TestDevCommand(t *testing.T) {
 	dir := t.TempDir()
 	out, _, stop := startCmd(t, "dev", "--port", fmt.Sprint(port), "--metrics-port", "0", "--data-dir", dir,
 		"--heartbeat-timeout", "100ms", "--election-timeout", "100ms", "--leader-lease-timeout", "50ms")
-	clustertest.Eventually(t, 20*time.Second, "dev to print its banner", func() bool {
+	clustertest.Eventually(t, testtiming.Hang(), "dev to print its banner", func() bool {
 		return strings.Contains(out.String(), "Ctrl-C stops the cluster")
 	})
 	banner := out.String()

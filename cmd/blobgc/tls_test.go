@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/blobgc/blobgc/auth"
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // A server started with certificates from `blobgc tls init` serves only TLS
@@ -26,7 +26,7 @@ func TestTLSFlags(t *testing.T) {
 		"--heartbeat-timeout", "100ms", "--election-timeout", "100ms", "--leader-lease-timeout", "50ms", "--log-level", "error")
 	srv := "--servers=" + addr
 	tlsArgs := []string{"--tls-ca", filepath.Join(dir, "ca.pem"), "--tls-cert", filepath.Join(dir, "admin-alice.pem"), "--tls-key", filepath.Join(dir, "admin-alice-key.pem")}
-	clustertest.Eventually(t, 20*time.Second, "the TLS server to accept a write", func() bool {
+	clustertest.Eventually(t, testtiming.Hang(), "the TLS server to accept a write", func() bool {
 		_, err := run(t, "", append([]string{"register", hashHex(1), srv, "--timeout", "500ms"}, tlsArgs...)...)
 		return err == nil
 	})

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -38,6 +39,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("the container suite does not run with -short")
+		os.Exit(0)
+	}
 	code := m.Run()
 	if imageTag != "" && imageErr == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -1,0 +1,5 @@
+//go:build !race
+
+package testtiming
+
+const raceScale = 1.0
