@@ -222,7 +222,11 @@ func New(cfg Config) (_ *Server, err error) {
 		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			return nil, fmt.Errorf("cluster: metrics listen: %w", err)
 		}
-		s.metricsHTTP = &http.Server{Handler: s.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		handler, err := s.httpHandler()
+		if err != nil {
+			return nil, err
+		}
+		s.metricsHTTP = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	}
 
 	s.wg.Add(1)
