@@ -305,3 +305,27 @@ func TestUIPageRoles(t *testing.T) {
 		t.Fatalf("the API with the page's cookie: %d, want 401", resp.StatusCode)
 	}
 }
+
+// Without a leader the page still answers from the server's own applied
+// state and says that it may be stale.
+func TestUIWithoutLeaderSaysStale(t *testing.T) {
+	ac := startHTTPCluster(t, false)
+	reader := bearer(ac.tokens[auth.RoleReader])
+	if r := httpCall(t, "POST", baseURL(ac.Leader())+"/v1/blobs/register", bearer(ac.tokens[auth.RoleOperator]), map[string]any{"hashes": b64s(hashes(400, 7))}); r.status != 200 {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	ac.WaitConverged()
+	survivor := ac.Followers()[0]
+	if r := httpCall(t, "GET", baseURL(survivor)+"/ui/body", reader, nil); r.status != 200 || strings.Contains(r.raw, `id="stale"`) {
+		t.Fatalf("with a leader: %d, stale banner shown: %s", r.status, r.raw)
+	}
+	for _, s := range ac.Running() {
+		if s != survivor {
+			ac.Kill(ac.Index(s))
+		}
+	}
+	r := httpCall(t, "GET", baseURL(survivor)+"/ui/body", reader, nil)
+	if r.status != 200 || !strings.Contains(r.raw, `id="stale"`) || !strings.Contains(r.raw, "<b>7</b><span>active</span>") {
+		t.Fatalf("without a leader: %d %s, want the stale banner and the 7 active blobs this server applied", r.status, r.raw)
+	}
+}

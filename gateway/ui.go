@@ -234,7 +234,11 @@ func (u *ui) gather(ctx context.Context, authz, query string) *view {
 	historyView(v, events, u.cfg.CycleInterval, now)
 	switch {
 	case blob != nil:
-		v.Lookup = lookupOf(blob, now)
+		ages := map[string]string{}
+		for _, n := range v.Nodes {
+			ages[n.ID] = n.LastReport
+		}
+		v.Lookup = lookupOf(blob, ages)
 	case lookupErr != nil:
 		v.Lookup = &lookupView{Error: status.Convert(lookupErr).Message()}
 	}

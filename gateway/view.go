@@ -190,10 +190,23 @@ func historyView(v *view, events []*pb.HistoryEvent, interval time.Duration, now
 	}
 }
 
-func lookupOf(st *pb.BlobStatus, now time.Time) *lookupView {
+// lookupOf describes one blob. A node protects it since at least its last
+// report (reportAges: node id → age of its last report), which is what the
+// page can say without the node's history.
+func lookupOf(st *pb.BlobStatus, reportAges map[string]string) *lookupView {
+	since := func(nodes []string) []string {
+		out := make([]string, len(nodes))
+		for i, n := range nodes {
+			out[i] = n
+			if a, ok := reportAges[n]; ok {
+				out[i] += " (report " + a + " ago)"
+			}
+		}
+		return out
+	}
 	l := &lookupView{Hash: hex.EncodeToString(st.GetHash()), State: strings.TrimPrefix(st.GetState().String(), "BLOB_STATE_"),
 		Registered: st.GetRegistered(), Dangling: st.GetDangling(),
-		PinnedBy: st.GetPinnedBy(), ReferencedBy: st.GetReferencedBy()}
+		PinnedBy: since(st.GetPinnedBy()), ReferencedBy: since(st.GetReferencedBy())}
 	if st.GetCoordinatorPin() {
 		l.CoordPin = "coordinator pin"
 		if by := provenance(st, "coordinator_pinned_by", "pin_by"); by != "" {
