@@ -67,13 +67,13 @@ Ctrl-C.`,
 				fmt.Fprintf(out, "blobgc dev cluster: 3 servers, data in %s\n", dir)
 				for _, s := range servers {
 					addrs = append(addrs, s.Addr())
-					m := s.MetricsAddr()
+					m, page := s.MetricsAddr(), ""
 					if m == "" {
 						m = "off"
 					} else {
-						m = "http://" + m + "/metrics"
+						m, page = "http://"+m+"/metrics", "  page http://"+m+"/ui"
 					}
-					fmt.Fprintf(out, "  %s  api %s  metrics %s  data %s\n", s.ID(), s.Addr(), m, filepath.Join(dir, s.ID()))
+					fmt.Fprintf(out, "  %s  api %s  metrics %s%s  data %s\n", s.ID(), s.Addr(), m, page, filepath.Join(dir, s.ID()))
 				}
 				servers0 := ""
 				if strings.Join(addrs, ",") != defaultServers {
