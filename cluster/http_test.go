@@ -157,6 +157,10 @@ func TestHTTPNodeAndSweeperFlow(t *testing.T) {
 			t.Errorf("pin %v: %d %s, want 400 InvalidArgument saying %q", bad.body, r.status, r.raw, bad.want)
 		}
 	}
+	huge := map[string]any{"hashes": []string{strings.Repeat("A", 17<<20)}}
+	if r := httpCall(t, "POST", f+"/v1/blobs/pin", op, huge); r.status != 429 || r.grpcCode() != codes.ResourceExhausted || !strings.Contains(r.raw, "over the limit") {
+		t.Errorf("a 17 MB body: %d %.300s, want 429 ResourceExhausted", r.status, r.raw)
+	}
 	if _, after := ac.WaitConverged(); after != before {
 		t.Error("refused input changed the state")
 	}

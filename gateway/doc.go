@@ -34,6 +34,7 @@
 // A failed call answers with the HTTP status grpc-gateway maps its gRPC code
 // to and a JSON google.rpc.Status: {"code": <gRPC code>, "message": "...",
 // "details": [...]}. Request bodies are decoded strictly: an unknown field
-// is InvalidArgument, not ignored. Hashes are bytes, so JSON carries them in
+// is InvalidArgument, not ignored; a body over MaxBodyBytes is
+// ResourceExhausted. Hashes are bytes, so JSON carries them in
 // base64 (standard or URL-safe; in a URL path, URL-safe).
 package gateway

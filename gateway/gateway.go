@@ -8,7 +8,9 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/blobgc/blobgc/api/blobgc/v1"
@@ -23,6 +25,13 @@ const ViaHTTPKey = "blobgc-via-http"
 // MaxBodyBytes bounds an HTTP request body. The largest request the API
 // takes (a report of cluster.MaxBatch hashes) is about 1.4 MB of JSON.
 const MaxBodyBytes = 16 << 20
+
+// jsonMarshaler keeps the proto field names, writes every field, and
+// refuses unknown fields.
+var jsonMarshaler = &runtime.JSONPb{
+	MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+}
 
 // Config is what the gateway needs from its server.
 type Config struct {
@@ -54,15 +63,12 @@ func Register(mux *http.ServeMux, cfg Config) error {
 		runtime.WithMetadata(func(context.Context, *http.Request) metadata.MD {
 			return metadata.Pairs(ViaHTTPKey, "1")
 		}),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler),
 	)
 	if err := pb.RegisterBlobGCHandlerClient(context.Background(), gw, pb.NewBlobGCClient(cfg.Conn)); err != nil {
 		return err
 	}
-	api := limitBody(gw)
+	api := limitBody(gw, gw)
 	mux.Handle("/v1/", api)
 	mux.Handle("/"+pb.BlobGC_ServiceDesc.ServiceName+"/", api)
 	page := newUI(cfg)
@@ -71,9 +77,16 @@ func Register(mux *http.ServeMux, cfg Config) error {
 	return nil
 }
 
-// limitBody refuses request bodies over MaxBodyBytes.
-func limitBody(h http.Handler) http.Handler {
+// limitBody refuses request bodies over MaxBodyBytes: ResourceExhausted
+// when the declared length says so, else decoding stops at the limit
+// (InvalidArgument).
+func limitBody(h http.Handler, gw *runtime.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxBodyBytes {
+			runtime.HTTPError(r.Context(), gw, jsonMarshaler, w, r, status.Errorf(codes.ResourceExhausted,
+				"request body of %d bytes is over the limit of %d bytes", r.ContentLength, MaxBodyBytes))
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		h.ServeHTTP(w, r)
 	})
