@@ -333,3 +333,32 @@ func TestUIWithoutLeaderSaysStale(t *testing.T) {
 		t.Fatalf("without a leader: %d %s, want the stale banner and the 7 active blobs this server applied", r.status, r.raw)
 	}
 }
+
+// A write over HTTP is audited as the HTTP caller (not as the server whose
+// loopback connection carried it), and a refused page is logged and counted.
+func TestHTTPAuditedAsTheCaller(t *testing.T) {
+	logs := &clustertest.SyncBuffer{}
+	ac := startAuthCluster(t, true, func(_ int, c *cluster.Config) {
+		c.MetricsAddr = "127.0.0.1:0"
+		c.Logger = clustertest.LoggerTo(logs, c.ID)
+	})
+	f := ac.Followers()[0]
+	if r := httpCall(t, "POST", baseURL(f)+"/v1/blobs/register", bearer(ac.tokens[auth.RoleOperator]), map[string]any{"hashes": b64s(hashes(500, 2))}); r.status != 200 {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	if r := httpCall(t, "GET", baseURL(f)+"/ui", bearer(ac.tokens[auth.RoleNode]), nil); r.status != 403 {
+		t.Fatalf("page as node: %d", r.status)
+	}
+	out := logs.String()
+	for _, want := range [][]string{
+		{"audit: write", "principal=operator:p-operator", "method=/blobgc.v1.BlobGC/RegisterBlobs", "hashes=2", "result=ok"},
+		{"auth: permission denied", "principal=node:p-node", "method=/ui", "needs role reader or sweeper or operator or admin"},
+	} {
+		if !hasLine(out, want...) {
+			t.Fatalf("no log line with %q:\n%s", want, out)
+		}
+	}
+	if want := `blobgc_auth_denied_total{method="ui",role="node"} 1`; !strings.Contains(scrape(t, f.MetricsAddr()), want) {
+		t.Errorf("metrics lack %s", want)
+	}
+}
