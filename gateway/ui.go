@@ -238,7 +238,7 @@ func (u *ui) gather(ctx context.Context, authz, query string) *view {
 		for _, n := range v.Nodes {
 			ages[n.ID] = n.LastReport
 		}
-		v.Lookup = lookupOf(blob, ages)
+		v.Lookup = lookupOf(blob, ages, stats.GetClusterTimeNs())
 	case lookupErr != nil:
 		v.Lookup = &lookupView{Error: status.Convert(lookupErr).Message()}
 	}

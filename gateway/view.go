@@ -179,8 +179,7 @@ func historyView(v *view, events []*pb.HistoryEvent, interval time.Duration, now
 			v.NextCycle = "in about " + max(0, last.Add(interval).Sub(now)).Round(time.Second).String()
 		}
 	}
-	cycles := series{Name: "eligible", Values: eligible}
-	per := []series{cycles, {Name: "newly marked", Values: marked}}
+	per := []series{{Name: "eligible", Values: eligible}, {Name: "newly marked", Values: marked}}
 	if hasCollected {
 		per = append(per, series{Name: "collected", Values: collected})
 	}
@@ -192,8 +191,9 @@ func historyView(v *view, events []*pb.HistoryEvent, interval time.Duration, now
 
 // lookupOf describes one blob. A node protects it since at least its last
 // report (reportAges: node id → age of its last report), which is what the
-// page can say without the node's history.
-func lookupOf(st *pb.BlobStatus, reportAges map[string]string) *lookupView {
+// page can say without the node's history. clusterNs is the cluster time
+// now (0: unknown).
+func lookupOf(st *pb.BlobStatus, reportAges map[string]string, clusterNs int64) *lookupView {
 	since := func(nodes []string) []string {
 		out := make([]string, len(nodes))
 		for i, n := range nodes {
@@ -213,8 +213,11 @@ func lookupOf(st *pb.BlobStatus, reportAges map[string]string) *lookupView {
 			l.CoordPin += " by " + by
 		}
 	}
-	if ns := st.GetUnreferencedSinceNs(); ns != 0 && st.GetState() == pb.BlobState_BLOB_STATE_UNREFERENCED {
+	if ns := st.GetUnreferencedSinceNs(); ns != 0 {
 		l.Unreferenced = fmt.Sprintf("cluster time %s", time.Duration(ns).Round(time.Millisecond))
+		if clusterNs >= ns {
+			l.Unreferenced += fmt.Sprintf(" (%s ago)", time.Duration(clusterNs-ns).Round(time.Second))
+		}
 	}
 	l.Claimed = provenance(st, "claimed_by")
 	l.Collected = provenance(st, "confirmed_by", "collected_by")

@@ -108,3 +108,17 @@ func TestEveryMethodIsServedOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// A lookup says which nodes protect the blob with the age of their report,
+// and since when it has been unreferenced.
+func TestLookupView(t *testing.T) {
+	st := &pb.BlobStatus{Hash: make([]byte, 32), State: pb.BlobState_BLOB_STATE_PINNED, PinnedBy: []string{"vm-1", "vm-9"},
+		UnreferencedSinceNs: int64(2 * time.Second), CoordinatorPin: true, Registered: true}
+	l := lookupOf(st, map[string]string{"vm-1": "4s"}, int64(5*time.Second))
+	if l.State != "PINNED" || strings.Join(l.PinnedBy, ";") != "vm-1 (report 4s ago);vm-9" || l.CoordPin != "coordinator pin" {
+		t.Errorf("lookup: %+v", l)
+	}
+	if l.Unreferenced != "cluster time 2s (3s ago)" {
+		t.Errorf("unreferenced: %q", l.Unreferenced)
+	}
+}
