@@ -71,8 +71,11 @@ func RolesFor(method string) ([]Role, bool) {
 
 // Allowed reports whether role r may call method. A method without a rule is
 // allowed to no one.
-func Allowed(method string, r Role) bool {
-	for _, x := range methodRoles[method] {
+func Allowed(method string, r Role) bool { return holds(methodRoles[method], r) }
+
+// holds reports whether r is among roles.
+func holds(roles []Role, r Role) bool {
+	for _, x := range roles {
 		if x == r {
 			return true
 		}
@@ -98,3 +101,25 @@ func JoinRoles(roles []Role) string {
 	}
 	return strings.Join(s, " or ")
 }
+
+// PageUI names the operator's web page (/ui on a server's HTTP listener) in
+// the page table.
+const PageUI = "/ui"
+
+// pageRoles is the role table of the HTTP pages that are not API methods
+// (the JSON API is the API, and methodRoles rules it). The page shows what
+// the reads it makes show, so it needs the role that may read.
+var pageRoles = map[string][]Role{
+	PageUI: readers,
+}
+
+// PageRolesFor returns the roles that may open an HTTP page, and whether the
+// page has a rule.
+func PageRolesFor(page string) ([]Role, bool) {
+	r, ok := pageRoles[page]
+	return r, ok
+}
+
+// PageAllowed reports whether role r may open the page. A page without a
+// rule is allowed to no one.
+func PageAllowed(page string, r Role) bool { return holds(pageRoles[page], r) }

@@ -3,9 +3,7 @@ package cluster_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +50,9 @@ func startAuthCluster(t *testing.T, withTLS bool, configure func(i int, c *clust
 	t.Helper()
 	dir := t.TempDir()
 	ac := &authCluster{pki: testpki.WriteFiles(t, dir), tokenFile: filepath.Join(dir, "tokens"), tokens: map[auth.Role]string{}}
+	if withTLS {
+		trustTestCA(t, ac.pki.CA)
+	}
 	for _, r := range auth.Roles {
 		tok := "token-of-" + string(r)
 		if err := auth.AppendToken(ac.tokenFile, tok, testPrincipal(r)); err != nil {
@@ -446,7 +447,7 @@ func TestDeniedCountedAndAudited(t *testing.T) {
 	if err := call(t, withToken(ctx, ac.tokens[auth.RoleOperator]), cc, pb.BlobGC_Pin_FullMethodName, &pb.HashesRequest{Hashes: hashes(0, 3)}); err != nil {
 		t.Fatal(err)
 	}
-	metrics := scrape(t, l.MetricsAddr(), ac.pki.Pool)
+	metrics := scrape(t, l.HTTPURL())
 	if want := `blobgc_auth_denied_total{method="Pin",role="reader"} 1`; !strings.Contains(metrics, want) {
 		t.Fatalf("metrics lack %s", want)
 	}
@@ -464,17 +465,10 @@ func TestDeniedCountedAndAudited(t *testing.T) {
 	}
 }
 
-// scrape reads /metrics from addr: over HTTPS trusting pool, or over
-// plain HTTP when pool is nil.
-func scrape(t *testing.T, addr string, pool *x509.CertPool) string {
+// scrape reads /metrics from a server's HTTP listener at base (HTTPURL).
+func scrape(t *testing.T, base string) string {
 	t.Helper()
-	get := http.Get
-	url := "http://" + addr + "/metrics"
-	if pool != nil {
-		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-		get, url = c.Get, "https://"+addr+"/metrics"
-	}
-	resp, err := get(url)
+	resp, err := testHTTPClient.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	pb "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/auth"
+	"github.com/blobgc/blobgc/gateway"
 	"github.com/blobgc/blobgc/transport/transportpb"
 )
 
@@ -152,7 +153,11 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, auth.Princi
 		return ctx, auth.Anonymous, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	if _, ok := s.peerIdentity(ctx); ok {
+	// A call the HTTP gateway makes for an HTTP caller comes over this
+	// server's own connection and certificate: only the caller's bearer
+	// token may say who it is.
+	viaHTTP := len(md.Get(gateway.ViaHTTPKey)) > 0
+	if _, ok := s.peerIdentity(ctx); ok && !viaHTTP {
 		if v := md.Get(principalKey); len(v) > 0 {
 			p, err := auth.DecodePrincipal(v[0])
 			if err != nil {
@@ -160,7 +165,7 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, auth.Princi
 			}
 			return ctx, p, nil
 		}
-	} else if s.authn.tls {
+	} else if s.authn.tls || viaHTTP {
 		// Without TLS there are no verified peers and the marker only
 		// prevents loops; with TLS only a peer may set it.
 		ctx = withoutIncoming(ctx, md, forwardedKey, principalKey)
@@ -178,6 +183,10 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, auth.Princi
 			return ctx, p, status.Error(codes.Unauthenticated, "bearer token not accepted: unknown or revoked")
 		}
 		return ctx, p, nil
+	}
+	if viaHTTP {
+		return ctx, auth.Principal{}, status.Error(codes.Unauthenticated,
+			"no credentials: over HTTP this cluster requires the header Authorization: Bearer <token> (client certificates do not authenticate HTTP calls)")
 	}
 	if cert := verifiedCert(ctx); cert != nil {
 		id, err := auth.FromCertificate(cert, s.trustDomain())

@@ -220,9 +220,7 @@ func (ss *session) leaseFresh(lease time.Duration) bool {
 }
 
 // httpHandler serves /metrics, /healthz and /readyz.
-func (s *Server) httpHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", s.metrics.handler())
+func (s *Server) handleHealth(mux *http.ServeMux) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if reason := s.healthz(); reason != "" {
 			http.Error(w, reason, http.StatusServiceUnavailable)
@@ -241,7 +239,6 @@ func (s *Server) httpHandler() http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	return mux
 }
 
 // healthz returns why the server is unhealthy, or "".

@@ -89,7 +89,7 @@ func metricsScenario(t *testing.T, last bool) bool {
 		return false
 	}
 
-	body := scrape(t, leader.MetricsAddr(), nil)
+	body := scrape(t, leader.HTTPURL())
 	for _, want := range []string{
 		`blobgc_blobs{status="active"} 2`,
 		`blobgc_blobs{status="unreferenced"} 3`,
@@ -114,7 +114,7 @@ func metricsScenario(t *testing.T, last bool) bool {
 	if strings.Contains(body, "blobgc_raft_apply_total") {
 		t.Error("a server sharing its process shows raft's process-wide metrics")
 	}
-	fbody := scrape(t, c.Followers()[0].MetricsAddr(), nil)
+	fbody := scrape(t, c.Followers()[0].HTTPURL())
 	for _, want := range []string{`blobgc_blobs{status="active"} 2`, "blobgc_is_leader 0", `blobgc_forwarded_requests_total{code="OK",method="Report"} 1`} {
 		if !strings.Contains(fbody, want) {
 			t.Errorf("follower metrics lack %q", want)

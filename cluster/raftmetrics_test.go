@@ -14,7 +14,7 @@ import (
 
 func scrapeMetrics(t *testing.T, s *cluster.Server) string {
 	t.Helper()
-	return scrape(t, s.MetricsAddr(), nil)
+	return scrape(t, s.HTTPURL())
 }
 
 // A server alone in its process exposes raft's and raft-boltdb's metrics

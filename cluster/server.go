@@ -249,7 +249,11 @@ func New(cfg Config) (_ *Server, err error) {
 		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			return nil, fmt.Errorf("cluster: metrics listen: %w", err)
 		}
-		s.metricsHTTP = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		handler, err := s.httpHandler()
+		if err != nil {
+			return nil, err
+		}
+		s.metricsHTTP = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		if serverTLS != nil {
 			// With TLS the metrics are served over HTTPS with the server's
 			// certificate; scrapers need no client certificate.
@@ -392,6 +396,19 @@ func (s *Server) MetricsAddr() string {
 		return ""
 	}
 	return s.metricsLis.Addr().String()
+}
+
+// HTTPURL returns the base URL of the HTTP listener (metrics, health, the
+// JSON API and /ui): https when the server has TLS; "" when it is off.
+func (s *Server) HTTPURL() string {
+	addr := s.MetricsAddr()
+	switch {
+	case addr == "":
+		return ""
+	case s.tls != nil:
+		return "https://" + addr
+	}
+	return "http://" + addr
 }
 
 // ID returns the raft server id.

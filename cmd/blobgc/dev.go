@@ -73,13 +73,13 @@ listens on loopback only.`,
 				fmt.Fprintf(out, "Plaintext, no TLS, no authentication: for trying blobgc on this machine only (loopback).\n")
 				for _, s := range servers {
 					addrs = append(addrs, s.Addr())
-					m := s.MetricsAddr()
+					m, page := s.MetricsAddr(), ""
 					if m == "" {
 						m = "off"
 					} else {
-						m = "http://" + m + "/metrics"
+						m, page = "http://"+m+"/metrics", "  page http://"+m+"/ui"
 					}
-					fmt.Fprintf(out, "  %s  api %s  metrics %s  data %s\n", s.ID(), s.Addr(), m, filepath.Join(dir, s.ID()))
+					fmt.Fprintf(out, "  %s  api %s  metrics %s%s  data %s\n", s.ID(), s.Addr(), m, page, filepath.Join(dir, s.ID()))
 				}
 				servers0 := ""
 				if strings.Join(addrs, ",") != defaultServers {

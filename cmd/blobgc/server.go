@@ -219,7 +219,7 @@ certificate, key and CA files.`,
 	fs.StringVar(&f.tokenFile, "token-file", "", "bearer tokens clients may authenticate with (see `blobgc token add`); reloaded on SIGHUP")
 	fs.StringVar(&f.trustDomain, "trust-domain", auth.DefaultTrustDomain, "trust domain of the identities in certificates (spiffe://<trust-domain>/server/<id>)")
 	fs.BoolVar(&f.insecure, "insecure", false, "run without TLS: anyone who reaches the port can act as a raft peer or client (testing only)")
-	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port for HTTP /metrics (empty: off)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port of the HTTP listener: /metrics, /healthz, /readyz, the JSON API under /v1/ and the page /ui (empty: off)")
 	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "fault injection: offset added to every wall-clock reading of this server (stamped wall times, log times); cluster time is unaffected")
 	fs.StringVar(&f.clockSkewFile, "clock-skew-file", "", `fault injection: file whose skew ("DURATION" or "ID=DURATION" lines) is added to --clock-skew; re-read when it changes, so the wall clock jumps at runtime`)
 	f.timings.register(fs)
