@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -42,10 +43,12 @@ func TestScheduledBackups(t *testing.T) {
 			return err == nil && h.Index == idx
 		})
 	}
-	fs := files()
-	if len(fs) != 2 {
-		t.Fatalf("want the newest 2 backups kept, found %v", fs)
-	}
+	// The newest backup is in place before the oldest is pruned.
+	var fs []string
+	c.Eventually(time.Minute, "the newest 2 backups kept", func() bool {
+		fs = files()
+		return len(fs) == 2
+	}, func() string { return fmt.Sprint(fs) })
 	_, f, err := cluster.ReadBackup(fs[1])
 	if err != nil {
 		t.Fatal(err)
