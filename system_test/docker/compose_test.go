@@ -101,9 +101,10 @@ func killLeaderScenario(t *testing.T, n int) {
 	for _, svc := range c.services {
 		c.waitHealthy(svc, healthyTimeout)
 	}
-	// Metrics are published too.
+	// Metrics are published too, over HTTPS with the servers' certificates.
+	metrics := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: c.tlsConfig()}}
 	for _, svc := range c.services {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", c.metrics[svc]))
+		resp, err := metrics.Get(fmt.Sprintf("https://127.0.0.1:%d/metrics", c.metrics[svc]))
 		if err != nil {
 			t.Fatal(err)
 		}
