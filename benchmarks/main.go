@@ -77,8 +77,13 @@ func main() {
 		extra     = flag.String("blobgc-args", "", "extra flags for every blobgc server, space-separated (e.g. --log-store=wal)")
 		basePort  = flag.Int("base-port", 20100, "first of the ports used (below 32768)")
 		only      = flag.String("only", "", "run only workloads whose name contains this")
+		replot    = flag.Bool("replot", false, "run nothing: write results.md and the plots again from --out/results.json")
 	)
 	flag.Parse()
+	if *replot {
+		must(writeReport(*out, nil, *only))
+		return
+	}
 	if *bin == "" {
 		log.Fatal("--blobgc is required")
 	}
@@ -111,12 +116,40 @@ func main() {
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		rep.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
-	js, _ := json.MarshalIndent(rep, "", "  ")
-	must(os.WriteFile(filepath.Join(*out, "results.json"), js, 0o644))
+	must(writeReport(*out, rep, *only))
+}
+
+// writeReport writes results.json (unless rep is nil: then it reads it),
+// results.md and the plots into dir, and prints the table.
+func writeReport(dir string, rep *report, only string) error {
+	path := filepath.Join(dir, "results.json")
+	if rep == nil {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rep = &report{}
+		if err := json.Unmarshal(b, rep); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	} else {
+		js, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(path, js, 0o644); err != nil {
+			return err
+		}
+	}
+	var sel []workload
+	for _, w := range workloads {
+		if strings.Contains(w.Name, only) {
+			sel = append(sel, w)
+		}
+	}
 	md := table(rep, sel)
-	must(os.WriteFile(filepath.Join(*out, "results.md"), []byte(md), 0o644))
-	must(plots(rep, sel, *out))
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
 	fmt.Print(md)
+	return plots(rep, sel, dir)
 }
 
 func must(err error) {
@@ -247,7 +280,29 @@ func failoverBlobgc(bc *blobgcCluster) (time.Duration, error) {
 	if err := bc.start(leader); err != nil {
 		return 0, err
 	}
-	return gap, waitUntil(time.Minute, "a leader after restart", func() bool { return bc.leader() >= 0 })
+	// The next kill waits until the restarted server has caught up, so that
+	// every kill finds a healthy cluster of three.
+	return gap, waitUntil(2*time.Minute, "all servers caught up after the restart", func() bool {
+		if bc.leader() < 0 {
+			return false
+		}
+		all, err := bc.client()
+		if err != nil {
+			return false
+		}
+		defer all.Close()
+		var idx []uint64
+		for _, a := range bc.addrs {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			d, err := all.DigestOf(ctx, a)
+			cancel()
+			if err != nil {
+				return false
+			}
+			idx = append(idx, d.AppliedIndex)
+		}
+		return idx[0] == idx[1] && idx[1] == idx[2]
+	})
 }
 
 func failoverEtcd(ec *etcdCluster) (time.Duration, error) {
@@ -275,7 +330,28 @@ func failoverEtcd(ec *etcdCluster) (time.Duration, error) {
 	if err := ec.start(leader); err != nil {
 		return 0, err
 	}
-	return gap, ec.waitLeader()
+	if err := ec.waitLeader(); err != nil {
+		return 0, err
+	}
+	// As for blobgc: the restarted member catches up before the next kill.
+	return gap, waitUntil(2*time.Minute, "all members caught up after the restart", func() bool {
+		all, err := ec.client()
+		if err != nil {
+			return false
+		}
+		defer all.Close()
+		var idx []uint64
+		for _, a := range ec.clientAddrs {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			st, err := all.Status(ctx, a)
+			cancel()
+			if err != nil {
+				return false
+			}
+			idx = append(idx, st.RaftAppliedIndex)
+		}
+		return idx[0] == idx[1] && idx[1] == idx[2]
+	})
 }
 
 // retryWrite tries write every 10 ms, each try bounded to a second, until

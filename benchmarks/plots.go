@@ -9,6 +9,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/blobgc/blobgc/bench"
 )
 
 var (
@@ -24,22 +26,23 @@ func plots(rep *report, sel []workload, dir string) error {
 	p.Title.Text = "Single writes: throughput vs clients"
 	p.X.Label.Text = "clients"
 	p.Y.Label.Text = "acknowledged writes/s"
+	var series []any // name, points, name, points: one call, so each line gets its own colour
 	for _, sys := range []string{"blobgc", "etcd"} {
 		var xys plotter.XYs
 		for _, w := range sel {
-			if w.blobgc.Mix[("pin")] == 0 {
+			if w.blobgc.Mix[bench.OpPin] == 0 {
 				continue
 			}
 			if ops, _, _, _, ok := medians(rep, sys, w.Name); ok {
 				xys = append(xys, plotter.XY{X: float64(w.Clients), Y: ops})
 			}
 		}
-		if len(xys) == 0 {
-			continue
+		if len(xys) > 0 {
+			series = append(series, sys, xys)
 		}
-		if err := plotutil.AddLinePoints(p, sys, xys); err != nil {
-			return err
-		}
+	}
+	if err := plotutil.AddLinePoints(p, series...); err != nil {
+		return err
 	}
 	p.Legend.Top = true
 	if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, "throughput.png")); err != nil {
