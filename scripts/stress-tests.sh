@@ -71,7 +71,8 @@ for i in $(seq "$runs"); do
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo "run $i/$runs: $result in ${took}s, load average $load"
 	if [[ $result == FAIL ]]; then
-		grep -E '^(--- FAIL|FAIL|panic:)|_test\.go:[0-9]+:' "$logs/run-$i.log" | head -20 | sed 's/^/    /'
+		# What failed (a run can also fail outside go test: its last lines).
+		{ grep -E '^(--- FAIL|FAIL|panic:)|_test\.go:[0-9]+:' "$logs/run-$i.log" || tail -5 "$logs/run-$i.log"; } | head -20 | sed 's/^/    /'
 	fi
 done
 echo "$((runs - failed)) of $runs runs passed"
