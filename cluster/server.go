@@ -93,8 +93,13 @@ type session struct {
 // now returns the cluster time and wall time to stamp on a command. The
 // cluster time is a difference of real monotonic readings, so a skewed or
 // jumping wall clock changes only the wall time.
+//
+// Both come from one clock reading: two readings could be a scheduling
+// delay apart on a busy machine, and the stamps of successive commands
+// would then disagree about how much time passed between them.
 func (ss *session) now() (cluster, wall int64) {
-	return ss.t0 + int64(time.Since(ss.m0)), ss.wall.Now().UnixNano()
+	t := time.Now()
+	return ss.t0 + int64(t.Sub(ss.m0)), t.Round(0).Add(ss.wall.Skew()).UnixNano()
 }
 
 // New opens the stores, creates raft and listens. It does not block; Start
