@@ -90,9 +90,10 @@ type Config struct {
 	// one AppendEntries call carries; 0 = DefaultMaxAppendEntries, at most
 	// 1024 (raft's limit).
 	MaxAppendEntries int
-	// LogStore is where the raft log lives: LogStoreBoltDB (default, in
-	// raft.db beside the stable store) or LogStoreWAL (segment files in
-	// DataDir/wal). A data dir keeps the store it was created with.
+	// LogStore is where the raft log lives: LogStoreWAL (segment files in
+	// DataDir/wal) or LogStoreBoltDB (in raft.db beside the stable store).
+	// Empty means the store the data dir already holds, and DefaultLogStore
+	// for a new server. A data dir keeps the store it was created with.
 	LogStore string
 
 	ApplyTimeout  time.Duration // how long a write may wait for commit; default 10s
@@ -190,9 +191,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = DefaultTrailingLogs
-	}
-	if c.LogStore == "" {
-		c.LogStore = LogStoreBoltDB
 	}
 	if c.MaxAppendEntries == 0 {
 		c.MaxAppendEntries = DefaultMaxAppendEntries

@@ -56,6 +56,13 @@ type Limits struct {
 	// larger than DefaultPageSize) that one server computes at once; one
 	// more is refused with ResourceExhausted. Default DefaultMaxHeavyReads.
 	MaxHeavyReads int
+	// RefusalRate and RefusalBurst size each connection's budget of
+	// refused calls (see refusals.go): a connection that used up
+	// RefusalBurst refusals gets new calls refused before they are read
+	// until it earns one back, at RefusalRate per second. Defaults
+	// DefaultRefusalRate and DefaultRefusalBurst.
+	RefusalRate  float64
+	RefusalBurst int
 }
 
 func (l *Limits) setDefaults() {
@@ -74,6 +81,12 @@ func (l *Limits) setDefaults() {
 	if l.MaxHeavyReads == 0 {
 		l.MaxHeavyReads = DefaultMaxHeavyReads
 	}
+	if l.RefusalRate == 0 {
+		l.RefusalRate = DefaultRefusalRate
+	}
+	if l.RefusalBurst == 0 {
+		l.RefusalBurst = DefaultRefusalBurst
+	}
 }
 
 func (l *Limits) validate() error {
@@ -86,6 +99,8 @@ func (l *Limits) validate() error {
 		return fmt.Errorf("cluster: Limits.MaxConnections %d is negative", l.MaxConnections)
 	case l.MaxHeavyReads < 0:
 		return fmt.Errorf("cluster: Limits.MaxHeavyReads %d is negative", l.MaxHeavyReads)
+	case l.RefusalRate < 0 || l.RefusalBurst < 0:
+		return fmt.Errorf("cluster: Limits.RefusalRate %g and RefusalBurst %d must not be negative", l.RefusalRate, l.RefusalBurst)
 	}
 	return nil
 }

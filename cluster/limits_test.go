@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -204,5 +205,44 @@ func TestMalformedRequestIsInvalidArgument(t *testing.T) {
 	}
 	if idx2, digest2 := c.WaitConverged(); idx2 != idx || digest2 != digest {
 		t.Fatalf("state changed: index %d -> %d", idx, idx2)
+	}
+}
+
+// A connection whose calls keep being refused uses up its refusal budget:
+// its next calls, even valid ones, are refused before they are read and
+// change nothing, while another client's connection and raft go on. The
+// throttled calls are counted.
+func TestRefusalBudgetThrottlesTheConnection(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 3, Configure: func(_ int, cfg *cluster.Config) {
+		cfg.Limits.RefusalBurst, cfg.Limits.RefusalRate = 5, 0.001
+		cfg.MetricsAddr = "127.0.0.1:0"
+	}})
+	ctx := ctxT(t, time.Minute)
+	leader := c.Leader()
+	idx, digest := c.WaitConverged()
+
+	bad, err := grpc.NewClient("passthrough:///"+leader.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	for i := range 5 {
+		var out []byte
+		err := bad.Invoke(ctx, pb.BlobGC_RegisterBlobs_FullMethodName, &rawproto.Malformed, &out, grpc.ForceCodecV2(rawproto.Codec{}))
+		wantCode(t, fmt.Sprintf("malformed call %d", i), err, codes.InvalidArgument, "malformed request")
+	}
+	_, err = pb.NewBlobGCClient(bad).RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 1)})
+	wantCode(t, "valid call on the exhausted connection", err, codes.ResourceExhausted, "too many refused calls on this connection")
+	if idx2, digest2 := c.WaitConverged(); idx2 != idx || digest2 != digest {
+		t.Fatalf("the throttled connection changed the state: index %d -> %d", idx, idx2)
+	}
+	if body := scrapeMetrics(t, leader); !strings.Contains(body, `blobgc_limit_refusals_total{limit="refusal_budget"} 1`) {
+		t.Errorf("throttled call not counted:\n%s", grepLines(body, "blobgc_limit_refusals_total"))
+	}
+
+	// Another connection, and raft, are not affected.
+	try(c.Client(leader).RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 1)})).must(t)
+	if idx2, _ := c.WaitConverged(); idx2 == idx {
+		t.Fatal("the well-behaved client's write did not replicate")
 	}
 }

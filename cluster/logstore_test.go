@@ -92,3 +92,32 @@ func TestLogStoreOfADataDirIsKept(t *testing.T) {
 		})
 	}
 }
+
+// Without a log store asked for, a server keeps the one its data dir holds
+// (an existing boltdb server stays boltdb) and a new server gets
+// DefaultLogStore.
+func TestLogStoreDefaultsToTheOneOnDisk(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 2, Configure: func(i int, cfg *cluster.Config) {
+		cfg.LogStore = []string{cluster.LogStoreBoltDB, ""}[i]
+	}})
+	ctx := ctxT(t, time.Minute)
+	try(c.Client(c.Leader()).RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 3)})).must(t)
+	c.WaitConverged()
+	walOf := func(i int) bool {
+		_, err := os.Stat(filepath.Join(c.Configs[i].DataDir, "wal", "wal-meta.db"))
+		return err == nil
+	}
+	if walOf(0) || !walOf(1) || cluster.DefaultLogStore != cluster.LogStoreWAL {
+		t.Fatalf("wal in data dirs: boltdb server %v, new server %v; want only the new one", walOf(0), walOf(1))
+	}
+	c.Kill(0)
+	c.Configs[0].LogStore = ""
+	c.Restart(0)
+	if walOf(0) {
+		t.Fatal("the boltdb server was moved to a new, empty WAL")
+	}
+	c.WaitConverged()
+	if st := state(t, c, c.Servers[0], hashN(1), pb.Consistency_CONSISTENCY_STALE); st == pb.BlobState_BLOB_STATE_NOT_FOUND {
+		t.Fatal("the boltdb server lost its blob")
+	}
+}

@@ -79,7 +79,7 @@ func newMetrics(s *Server) *metrics {
 		}, []string{"method", "code"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blobgc_limit_refusals_total",
-			Help: "Connections and expensive reads this server refused because a limit was reached, by limit.",
+			Help: "Connections, expensive reads and calls of connections over their refusal budget that this server refused because a limit was reached, by limit.",
 		}, []string{"limit"}),
 	}
 	m.reg.MustRegister(m.reports, m.cycles, m.cycleDuration, m.newlyMarked, m.forwarded, m.refused,

@@ -224,6 +224,9 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.audit = s.log.Named("audit")
 	opts := append(transport.ServerOptions(cfg.Limits.MaxMessageSize, serverTLS), cfg.Limits.serverOptions()...)
+	budgets := &refusals{rate: cfg.Limits.RefusalRate, burst: float64(cfg.Limits.RefusalBurst),
+		throttled: s.metrics.refused.WithLabelValues("refusal_budget").Inc}
+	opts = append(opts, budgets.serverOptions()...)
 	s.grpc = grpc.NewServer(append(append(opts, s.peerOptions()...),
 		grpc.ChainUnaryInterceptor(s.authUnary, s.leaderHeaderInterceptor),
 		grpc.ChainStreamInterceptor(s.authStream))...)

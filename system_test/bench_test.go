@@ -22,7 +22,7 @@ func BenchmarkFailover(b *testing.B) {
 		tm   timings
 	}{
 		{"timings=lan-default", nil},
-		{"timings=200ms", testTimings},
+		{"timings=test", testTimings},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			pc := startProcs(b, 3, bc.tm)

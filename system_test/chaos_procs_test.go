@@ -1,17 +1,17 @@
 package systemtest
 
 import (
+	"github.com/blobgc/blobgc/internal/testtiming"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // Fault timings of the process scenarios. A fault lasts several election
-// timeouts (testTimings: 200 ms); the cluster gets a healthy stretch
-// between faults so writes are acknowledged in every round.
-const (
-	procHold    = 1200 * time.Millisecond
-	procRecover = 1000 * time.Millisecond
+// timeouts (of testTimings); the cluster gets a healthy stretch between
+// faults so writes are acknowledged in every round.
+var (
+	procHold    = 6 * testtiming.ServerElection()
+	procRecover = 5 * testtiming.ServerElection()
 )
 
 // procScenarios are the process-level fault schedules.

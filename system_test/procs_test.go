@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/blobgc/blobgc/client"
+	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // blobgcBin is the blobgc binary built by TestMain.
@@ -41,8 +43,10 @@ func TestMain(m *testing.M) {
 // timings are raft flags for the servers.
 type timings []string
 
-// testTimings are short raft timings for tests on a loaded machine.
-var testTimings = timings{"--heartbeat-timeout=200ms", "--election-timeout=200ms", "--leader-lease-timeout=100ms", "--commit-timeout=5ms"}
+// testTimings are the raft timings of server processes in tests (package
+// testtiming: 200 ms heartbeat and election timeouts, scaled by
+// BLOBGC_TEST_TIMEOUT_SCALE).
+var testTimings = timings(testtiming.ServerFlags())
 
 // proc is one `blobgc server` process.
 type proc struct {
@@ -112,6 +116,9 @@ func newProcsWith(t testing.TB, n int, tm timings, argsOf func(*proc) []string) 
 	for _, p := range pc.procs {
 		p.args = append([]string{"server", "--id", p.id, "--data-dir", p.dir, "--listen", p.addr,
 			"--peers", strings.Join(peers, ","), "--cycle-interval=-1s", "--log-level=info"}, tm...)
+		if store := os.Getenv(clustertest.EnvLogStore); store != "" {
+			p.args = append(p.args, "--log-store="+store) // a test's own --log-store comes later and wins
+		}
 		p.args = append(p.args, argsOf(p)...)
 	}
 	t.Cleanup(pc.killAll)

@@ -56,11 +56,17 @@ func Logger(name string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.LevelFromString(lvl), Output: os.Stderr})
 }
 
+// EnvLogStore names the environment variable that picks the raft log store
+// of test servers (boltdb or wal; empty: the default), so that every suite
+// can run on either.
+const EnvLogStore = "BLOBGC_TEST_LOG_STORE"
+
 // TestConfig returns a server config with the test raft timings for
 // loopback tests. The caller sets the listener or address and peers.
 func TestConfig(id, dir string) cluster.Config {
 	return cluster.Config{
 		ID:                 id,
+		LogStore:           os.Getenv(EnvLogStore),
 		DataDir:            dir,
 		HeartbeatTimeout:   testtiming.Heartbeat(),
 		ElectionTimeout:    testtiming.Election(),

@@ -64,7 +64,7 @@ func (t *timingFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&t.cycle, "cycle-interval", 0, "the leader runs a GC cycle this often (0: "+cluster.DefaultCycleInterval.String()+", negative: never)")
 	fs.DurationVar(&t.join, "join-timeout", 0, "how long to keep trying to join (0: default)")
 	fs.IntVar(&t.maxAppendEntries, "max-append-entries", 0, fmt.Sprintf("most entries per log write (group commit) and per AppendEntries (0: %d, at most 1024)", cluster.DefaultMaxAppendEntries))
-	fs.StringVar(&t.logStore, "log-store", cluster.LogStoreBoltDB, "raft log store: boltdb (in raft.db) or wal (segment files in DATA_DIR/wal); a data dir keeps the one it was created with")
+	fs.StringVar(&t.logStore, "log-store", "", "raft log store: wal (segment files in DATA_DIR/wal) or boltdb (in raft.db); default: the one the data dir holds, wal for a new server")
 }
 
 func (t *timingFlags) apply(c *cluster.Config) {
@@ -82,6 +82,8 @@ func registerLimits(fs *pflag.FlagSet, l *cluster.Limits) {
 	fs.Uint32Var(&l.MaxStreams, "max-streams-per-conn", cluster.DefaultMaxStreams, "concurrent calls on one connection")
 	fs.IntVar(&l.MaxConnections, "max-connections", cluster.DefaultMaxConns, "open connections, peers included; more are closed at once")
 	fs.IntVar(&l.MaxHeavyReads, "max-heavy-reads", cluster.DefaultMaxHeavyReads, fmt.Sprintf("concurrent expensive reads (Digest, pages over %d items); more get ResourceExhausted", cluster.DefaultPageSize))
+	fs.Float64Var(&l.RefusalRate, "refusal-rate", cluster.DefaultRefusalRate, "refused calls per second a connection earns back; past its burst, its calls are refused before they are read")
+	fs.IntVar(&l.RefusalBurst, "refusal-burst", cluster.DefaultRefusalBurst, "refused calls (bad input, no credentials, denied, over a limit) a connection may make at once")
 }
 
 // gcFlags are the initial GC configuration, proposed by the first leader of a

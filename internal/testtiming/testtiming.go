@@ -11,10 +11,16 @@
 // Every duration is multiplied by Scale: the BLOBGC_TEST_TIMEOUT_SCALE
 // environment variable (a positive number, default 1), times 2 in builds
 // with the race detector.
+//
+// Servers that tests start as processes of their own (`blobgc server`,
+// system_test) take their timings from ServerFlags: half the in-process
+// ones, since each has a runtime to itself and is built without the race
+// detector, and scaled by the environment only.
 package testtiming
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"time"
@@ -37,7 +43,10 @@ const (
 )
 
 // Scale is the factor every duration of this package is multiplied by.
-func Scale() float64 {
+func Scale() float64 { return envScale() * raceScale }
+
+// envScale is the factor of BLOBGC_TEST_TIMEOUT_SCALE alone.
+func envScale() float64 {
 	s := 1.0
 	if v := os.Getenv(EnvScale); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
@@ -46,7 +55,7 @@ func Scale() float64 {
 		}
 		s = f
 	}
-	return s * raceScale
+	return s
 }
 
 // Scaled returns d multiplied by Scale.
@@ -77,3 +86,27 @@ func Configure(c *raft.Config) {
 // snapshots): long enough for big batches on a slow machine, short enough
 // that a call into a black hole fails while the test runs.
 func RPC() time.Duration { return Scaled(baseRPC) }
+
+// serverDivisor is how much shorter ServerFlags' timings are than the
+// in-process ones.
+const serverDivisor = 2
+
+// Server returns d for a server process: d/serverDivisor times the
+// environment's scale (the server binary has no race detector).
+func Server(d time.Duration) time.Duration {
+	return time.Duration(math.Round(float64(d) / serverDivisor * envScale()))
+}
+
+// ServerElection is the election timeout of ServerFlags, for sizing faults.
+func ServerElection() time.Duration { return Server(baseElection) }
+
+// ServerFlags are the raft timing flags of `blobgc server` processes in
+// tests: heartbeat, election, leader lease and commit timeouts.
+func ServerFlags() []string {
+	return []string{
+		"--heartbeat-timeout=" + Server(baseHeartbeat).String(),
+		"--election-timeout=" + Server(baseElection).String(),
+		"--leader-lease-timeout=" + Server(baseLeaderLease).String(),
+		"--commit-timeout=" + Server(baseCommit).String(),
+	}
+}

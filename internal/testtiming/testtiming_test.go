@@ -1,6 +1,7 @@
 package testtiming
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -39,5 +40,19 @@ func TestConfigureIsValid(t *testing.T) {
 	Configure(c)
 	if err := raft.ValidateConfig(c); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Server processes get half the in-process timings, scaled by the
+// environment but not by the race detector of the test binary.
+func TestServerFlags(t *testing.T) {
+	t.Setenv(EnvScale, "")
+	want := []string{"--heartbeat-timeout=200ms", "--election-timeout=200ms", "--leader-lease-timeout=100ms", "--commit-timeout=2.5ms"}
+	if got := ServerFlags(); !slices.Equal(got, want) {
+		t.Fatalf("ServerFlags() = %v, want %v", got, want)
+	}
+	t.Setenv(EnvScale, "3")
+	if got, want := ServerFlags()[0], "--heartbeat-timeout=600ms"; got != want {
+		t.Fatalf("with %s=3: %s, want %s", EnvScale, got, want)
 	}
 }
