@@ -3,12 +3,14 @@ package systemtest
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/bench"
 )
 
@@ -16,7 +18,7 @@ import (
 // BLOBGC_SCALE_BLOBS registered blobs (default 10M) and BLOBGC_SCALE_NODES
 // simulated VM nodes (default 1,000) sending delta reports. It reports how
 // fast registration goes, report latency under that load, a GC cycle's
-// latency, the leader's resident memory, how long a killed follower takes
+// latency, the leader's resident memory, the time to save a snapshot, how long a killed follower takes
 // to restart and catch up, and how long a new server takes to join and
 // catch up by snapshot. Run it alone:
 //
@@ -56,6 +58,15 @@ func BenchmarkScale(b *testing.B) {
 
 	leader := pc.index(pc.waitLeader(c))
 	b.ReportMetric(float64(rssKiB(b, pc.procs[leader].cmd.Process.Pid))/1024, "leader-RSS-MiB")
+	// Snapshot: the leader captures and streams the whole state (what
+	// `blobgc snapshot save` does).
+	var size countingWriter
+	t0 = time.Now()
+	if _, _, err := c.SaveSnapshot(ctx, func(*blobgcv1.SnapshotInfo) (io.Writer, error) { size = 0; return &size, nil }); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "snapshot-save-s")
+	b.ReportMetric(float64(size)/(1<<20), "snapshot-MiB")
 
 	// Restart: a killed follower comes back and catches up.
 	follower := (leader + 1) % 3
@@ -83,6 +94,14 @@ func BenchmarkScale(b *testing.B) {
 	if st.Known < int64(blobs) {
 		b.Fatalf("%d known blobs, want %d", st.Known, blobs)
 	}
+}
+
+// countingWriter counts the bytes written to it.
+type countingWriter int64
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	*w += countingWriter(len(p))
+	return len(p), nil
 }
 
 // rssKiB reads a process's resident set size from /proc.
