@@ -95,6 +95,9 @@ type Config struct {
 	// Empty means the store the data dir already holds, and DefaultLogStore
 	// for a new server. A data dir keeps the store it was created with.
 	LogStore string
+	// WALSegmentSize is the size in bytes of the WAL's segment files, each
+	// allocated in full when it is started; 0 = raft-wal's default (64 MiB).
+	WALSegmentSize int
 
 	ApplyTimeout  time.Duration // how long a write may wait for commit; default 10s
 	CycleInterval time.Duration // the leader runs a GC cycle this often; 0 = 30s; <0 = off

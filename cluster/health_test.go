@@ -81,11 +81,19 @@ func httpGet(t *testing.T, url string) (int, string) {
 
 // A server whose disk is full cannot append to its raft log: its health,
 // /healthz and blobgc_can_persist say so, with the reason, and it serves
-// again once the disk has room.
+// again once the disk has room. With either log store (the WAL fails when
+// it starts a new segment, so its segments are small here).
 func TestDiskFullHealth(t *testing.T) {
+	for _, store := range []string{cluster.LogStoreBoltDB, cluster.LogStoreWAL} {
+		t.Run(store, func(t *testing.T) { testDiskFullHealth(t, store) })
+	}
+}
+
+func testDiskFullHealth(t *testing.T, store string) {
 	disk := mountTmpfs(t, "8m")
 	c := clustertest.Start(t, clustertest.Options{Configure: func(i int, cfg *cluster.Config) {
 		cfg.MetricsAddr = "127.0.0.1:0"
+		cfg.LogStore, cfg.WALSegmentSize = store, 1<<20
 		if i == 2 {
 			cfg.DataDir = filepath.Join(disk, "s3")
 		}

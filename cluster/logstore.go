@@ -12,6 +12,9 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
+	walfs "github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/segment"
+	waltypes "github.com/hashicorp/raft-wal/types"
 	"go.etcd.io/bbolt"
 )
 
@@ -52,7 +55,7 @@ type stores struct {
 // A data dir keeps the log store it was created with: asking for the other
 // one is refused with what to do, never silently ignored, since raft would
 // otherwise start from an empty log.
-func openStores(dataDir, kind string, logger hclog.Logger) (*stores, error) {
+func openStores(dataDir, kind string, walSegmentSize int, logger hclog.Logger) (*stores, error) {
 	bolt, err := raftboltdb.New(raftboltdb.Options{
 		Path: filepath.Join(dataDir, "raft.db"),
 		// The freelist is rebuilt on open instead of written on every commit:
@@ -83,8 +86,16 @@ func openStores(dataDir, kind string, logger hclog.Logger) (*stores, error) {
 			bolt.Close()
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
-		w, err := wal.Open(dir, wal.WithLogger(logger.Named("wal")))
+		w, err := wal.Open(dir, wal.WithLogger(logger.Named("wal")),
+			wal.WithSegmentFiler(segment.NewFiler(dir, ownerOnlyFS{walfs.New()})),
+			wal.WithSegmentSize(cmp.Or(walSegmentSize, wal.DefaultSegmentSize)))
+		if err == nil {
+			err = ownerOnly(dir) // the metadata file, and files made before segments were created 0600
+		}
 		if err != nil {
+			if w != nil {
+				w.Close()
+			}
 			bolt.Close()
 			return nil, fmt.Errorf("cluster: open the raft WAL in %s: %w", filepath.Join(dataDir, walDir), err)
 		}
@@ -92,6 +103,39 @@ func openStores(dataDir, kind string, logger hclog.Logger) (*stores, error) {
 		st.closer = func() error { return errors.Join(w.Close(), bolt.Close()) }
 	}
 	return st, nil
+}
+
+// ownerOnlyFS is raft-wal's file system with new segment files readable by
+// their owner only: raft-wal creates them 0644, and the log holds every
+// request's contents.
+type ownerOnlyFS struct{ *walfs.FS }
+
+func (f ownerOnlyFS) Create(dir, name string, size uint64) (waltypes.WritableFile, error) {
+	w, err := f.FS.Create(dir, name, size)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(filepath.Join(dir, name), 0o600); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// ownerOnly makes every file in dir readable by its owner only.
+func ownerOnly(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			if err := os.Chmod(filepath.Join(dir, e.Name()), 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // logStoreOnDisk says which log store dataDir already uses: "wal" when the

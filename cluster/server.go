@@ -168,7 +168,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if err := s.checkDataDir(); err != nil {
 		return nil, err
 	}
-	s.stores, err = openStores(cfg.DataDir, cfg.LogStore, s.log)
+	s.stores, err = openStores(cfg.DataDir, cfg.LogStore, cfg.WALSegmentSize, s.log)
 	if err != nil {
 		return nil, err
 	}
