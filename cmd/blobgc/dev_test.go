@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/blobgc/blobgc/cluster/clustertest"
@@ -109,23 +110,7 @@ func TestDevServersStopWhenDevIsKilled(t *testing.T) {
 	}
 	port := freePorts(t, 3)
 	dir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out, errOut syncBuf
-	dev := exec.Command(exe, append([]string{"dev", "--port", fmt.Sprint(port), "--metrics-port", "0", "--data-dir", dir}, devTimings...)...)
-	dev.Stdout, dev.Stderr = &out, &errOut
-	if err := dev.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = dev.Process.Kill()
-		_ = dev.Wait()
-	})
-	clustertest.Eventually(t, testtiming.Hang(), "dev to print its banner", func() bool {
-		return strings.Contains(out.String(), "Ctrl-C stops the cluster")
-	}, func() string { return errOut.String() })
+	dev := startDevProcess(t, "--port", fmt.Sprint(port), "--data-dir", dir)
 	if ps := processesNaming(t, dir); len(ps) != 3 {
 		t.Fatalf("want 3 server processes naming %s, found %v", dir, ps)
 	}
@@ -145,6 +130,53 @@ func TestDevServersStopWhenDevIsKilled(t *testing.T) {
 		}
 		l.Close()
 	}
+}
+
+// SIGTERM to dev (as Ctrl-C) stops its servers, and dev exits 0 once they
+// have, its temporary data dir removed.
+func TestDevStopsItsServersOnSIGTERM(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	dev := startDevProcess(t, "--port", fmt.Sprint(freePorts(t, 3)))
+	if ps := processesNaming(t, tmp); len(ps) != 3 {
+		t.Fatalf("want 3 server processes with data in %s, found %v", tmp, ps)
+	}
+	if err := dev.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Wait(); err != nil {
+		t.Fatalf("dev after SIGTERM: %v", err)
+	}
+	if ps := processesNaming(t, tmp); len(ps) > 0 {
+		t.Fatalf("dev exited, but its servers still run: %v", ps)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Fatalf("dev left its temporary data in %s: %v", tmp, left)
+	}
+}
+
+// startDevProcess runs `blobgc dev` with args as a process of its own (this
+// test binary, see TestMain) and waits for its banner.
+func startDevProcess(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncBuf
+	dev := exec.Command(exe, append(append([]string{"dev", "--metrics-port", "0"}, devTimings...), args...)...)
+	dev.Stdout, dev.Stderr = &out, &errOut
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = dev.Process.Kill()
+		_ = dev.Wait()
+	})
+	clustertest.Eventually(t, testtiming.Hang(), "dev to print its banner", func() bool {
+		return strings.Contains(out.String(), "Ctrl-C stops the cluster")
+	}, func() string { return errOut.String() })
+	return dev
 }
 
 // processesNaming returns the ids of the processes whose command line has an
