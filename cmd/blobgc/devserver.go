@@ -54,7 +54,10 @@ func runDevServers(ctx context.Context, stderr io.Writer, exe string, servers []
 		launched = append(launched, s)
 	}
 
-	running := waitAnswering(ctx, launched)
+	running, err := waitAnswering(ctx, launched)
+	if err != nil {
+		return err
+	}
 	if ctx.Err() != nil {
 		return nil // interrupted while starting
 	}
@@ -144,17 +147,17 @@ func devServerEnv() []string {
 // waitAnswering waits until every server answers a health check as serving
 // or has exited, and returns the ids of those that answer. It returns early,
 // with what it has, when ctx ends.
-func waitAnswering(ctx context.Context, servers []*devServer) []string {
+func waitAnswering(ctx context.Context, servers []*devServer) ([]string, error) {
 	var addrs []string
 	for _, s := range servers {
 		addrs = append(addrs, s.addr)
 	}
 	if len(addrs) == 0 {
-		return nil
+		return nil, nil
 	}
 	cl, err := client.New(addrs, client.WithCallTimeout(time.Second))
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	defer cl.Close()
 	var mu sync.Mutex
@@ -184,7 +187,7 @@ func waitAnswering(ctx context.Context, servers []*devServer) []string {
 		}()
 	}
 	wg.Wait()
-	return answering
+	return answering, nil
 }
 
 // stopDevServers sends every server still running SIGTERM (each stops at
