@@ -44,7 +44,7 @@ var devTimings = []string{"--heartbeat-timeout", "100ms", "--election-timeout", 
 func TestDevServersHaveTheirOwnRaftMetrics(t *testing.T) {
 	port := freePorts(t, 6) // API on the first three, metrics on the others
 	dir := t.TempDir()
-	args := append([]string{"dev", "--port", fmt.Sprint(port), "--metrics-port", fmt.Sprint(port + 3), "--data-dir", dir, "--log-level", "info"}, devTimings...)
+	args := append([]string{"dev", "--port", fmt.Sprint(port), "--metrics-port", fmt.Sprint(port + 3), "--data-dir", dir, "--log-level", "info", "--log-store", "boltdb"}, devTimings...)
 	out, errOut, stop := startCmd(t, args...)
 	clustertest.Eventually(t, testtiming.Hang(), "dev to print its banner", func() bool {
 		return strings.Contains(out.String(), "Ctrl-C stops the cluster")
