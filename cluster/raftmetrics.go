@@ -20,10 +20,10 @@ import (
 // from raftMetricSpecs.
 //
 // go-metrics has one global sink per process, so these metrics cannot tell
-// in-process servers apart: a process running several servers (`blobgc
-// dev`, tests) leaves them out (see servers), and each server's own gauges
-// (blobgc_raft_state, _term, commit and applied index, last contact) cover
-// what matters per server.
+// in-process servers apart: a process running several servers (tests; `blobgc
+// dev` runs each server in a process of its own) leaves them out (see
+// servers), and each server's own gauges (blobgc_raft_state, _term, commit
+// and applied index, last contact) cover what matters per server.
 type raftSink struct {
 	mu     sync.Mutex
 	series map[string]*raftSeries // by name and label values

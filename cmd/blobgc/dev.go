@@ -2,15 +2,19 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/blobgc/blobgc/cluster"
+	"github.com/spf13/pflag"
 )
+
+// devOwnFlags are the flags of `blobgc dev` that it does not pass on to its
+// servers; every other one (timings, GC, logs) is also a server flag.
+var devOwnFlags = map[string]bool{"data-dir": true, "host": true, "port": true, "metrics-port": true, "help": true}
 
 func devCmd() *cobra.Command {
 	var (
@@ -23,24 +27,28 @@ func devCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run a 3-server cluster in this process, for trying blobgc out",
-		Long: `Start three servers in one process on 127.0.0.1:7001-7003 (metrics on
-127.0.0.1:9001-9003), with data in a temporary directory (removed at exit) or
-in --data-dir (kept, so a second run restarts the same cluster). Runs until
-Ctrl-C. The dev cluster speaks plaintext without authentication, so it
+		Short: "Run a 3-server cluster on this machine, for trying blobgc out",
+		Long: `Start three servers, each in its own process, on 127.0.0.1:7001-7003
+(metrics on 127.0.0.1:9001-9003), with data in a temporary directory (removed
+at exit) or in --data-dir (kept, so a second run restarts the same cluster).
+The servers' logs come out here, each line prefixed with its server id. Runs
+until Ctrl-C. The dev cluster speaks plaintext without authentication, so it
 listens on loopback only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			if !isLoopbackHost(host) {
 				return fmt.Errorf("--host %q: the dev cluster runs without TLS, so it listens on loopback addresses only", host)
 			}
-			gcCfg, err := gc.config(cmd.Flags())
-			if err != nil {
+			// Bad flags are refused here, not three times by the servers.
+			if _, err := gc.config(cmd.Flags()); err != nil {
 				return err
 			}
-			log, err := logs.logger(cmd.ErrOrStderr(), "blobgc-dev")
-			if err != nil {
+			if _, err := logs.logger(io.Discard, ""); err != nil {
 				return err
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find the blobgc executable to run the servers: %v", err)
 			}
 			dir := dataDir
 			if dir == "" {
@@ -50,47 +58,28 @@ listens on loopback only.`,
 				}
 				defer os.RemoveAll(dir)
 			}
-			var peers []cluster.Peer
+			var servers []*devServer
+			var peers []string
 			for i := 0; i < 3; i++ {
-				peers = append(peers, cluster.Peer{ID: fmt.Sprintf("s%d", i+1), Address: fmt.Sprintf("%s:%d", host, port+i)})
-			}
-			var cfgs []cluster.Config
-			for i, p := range peers {
-				c := cluster.Config{
-					ID: p.ID, DataDir: filepath.Join(dir, p.ID), ListenAddr: p.Address,
-					Peers: peers, GC: gcCfg, Logger: log.Named(p.ID),
-				}
+				s := &devServer{id: fmt.Sprintf("s%d", i+1), addr: net.JoinHostPort(host, fmt.Sprint(port+i))}
+				s.dataDir = filepath.Join(dir, s.id)
 				if metricsPort > 0 {
-					c.MetricsAddr = fmt.Sprintf("%s:%d", host, metricsPort+i)
+					s.metricsAddr = net.JoinHostPort(host, fmt.Sprint(metricsPort+i))
 				}
-				timings.apply(&c)
-				cfgs = append(cfgs, c)
+				servers = append(servers, s)
+				peers = append(peers, s.id+"="+s.addr)
+			}
+			passed := passedOnFlags(cmd.Flags())
+			for _, s := range servers {
+				s.args = append([]string{"server", "--dev-cluster", "--insecure", "--id", s.id, "--listen", s.addr,
+					"--peers", strings.Join(peers, ","), "--data-dir", s.dataDir}, passed...)
+				if s.metricsAddr != "" {
+					s.args = append(s.args, "--metrics-addr", s.metricsAddr)
+				}
 			}
 			out := cmd.OutOrStdout()
-			return runServers(cmd.Context(), cmd.ErrOrStderr(), cfgs, func(servers []*cluster.Server) {
-				var addrs []string
-				fmt.Fprintf(out, "blobgc dev cluster: 3 servers, data in %s\n", dir)
-				fmt.Fprintf(out, "Plaintext, no TLS, no authentication: for trying blobgc on this machine only (loopback).\n")
-				for _, s := range servers {
-					addrs = append(addrs, s.Addr())
-					m, page := s.MetricsAddr(), ""
-					if m == "" {
-						m = "off"
-					} else {
-						m, page = "http://"+m+"/metrics", "  page http://"+m+"/ui"
-					}
-					fmt.Fprintf(out, "  %s  api %s  metrics %s%s  data %s\n", s.ID(), s.Addr(), m, page, filepath.Join(dir, s.ID()))
-				}
-				servers0 := ""
-				if strings.Join(addrs, ",") != defaultServers {
-					servers0 = " --servers " + strings.Join(addrs, ",")
-				}
-				fmt.Fprintf(out, "Try:\n")
-				h := "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-				for _, ex := range []string{"members", "register " + h, "status " + h, "report --node vm-1 --full --active " + h, "cycle --dry-run", "stats", "digest"} {
-					fmt.Fprintf(out, "  blobgc %s%s\n", ex, servers0)
-				}
-				fmt.Fprintf(out, "Ctrl-C stops the cluster.\n")
+			return runDevServers(cmd.Context(), cmd.ErrOrStderr(), exe, servers, func(running []*devServer) {
+				printDevBanner(out, dir, running)
 			})
 		},
 	}
@@ -103,4 +92,50 @@ listens on loopback only.`,
 	gc.register(fs)
 	logs.register(fs, "warn")
 	return cmd
+}
+
+// isLoopbackHost reports whether host names or is a loopback address, the
+// only place a plaintext dev cluster may listen.
+func isLoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// passedOnFlags returns dev's timing, GC and log flags as server flags:
+// those given (on the command line or in the environment), and the log
+// level always, since dev's default is quieter than a server's.
+func passedOnFlags(fs *pflag.FlagSet) []string {
+	var args []string
+	fs.VisitAll(func(f *pflag.Flag) {
+		if !devOwnFlags[f.Name] && (f.Changed || f.Name == "log-level") {
+			args = append(args, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	return args
+}
+
+// printDevBanner tells the user where the running servers are and what to
+// try.
+func printDevBanner(out io.Writer, dir string, running []*devServer) {
+	var addrs []string
+	fmt.Fprintf(out, "blobgc dev cluster: 3 servers, data in %s\n", dir)
+	fmt.Fprintf(out, "Plaintext, no TLS, no authentication: for trying blobgc on this machine only (loopback).\n")
+	for _, s := range running {
+		addrs = append(addrs, s.addr)
+		m, page := "off", ""
+		if s.metricsAddr != "" {
+			m, page = "http://"+s.metricsAddr+"/metrics", "  page http://"+s.metricsAddr+"/ui"
+		}
+		fmt.Fprintf(out, "  %s  api %s  metrics %s%s  data %s\n", s.id, s.addr, m, page, s.dataDir)
+	}
+	servers0 := ""
+	if strings.Join(addrs, ",") != defaultServers {
+		servers0 = " --servers " + strings.Join(addrs, ",")
+	}
+	fmt.Fprintf(out, "Try:\n")
+	h := "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	for _, ex := range []string{"members", "register " + h, "status " + h, "report --node vm-1 --full --active " + h, "cycle --dry-run", "stats", "digest"} {
+		fmt.Fprintf(out, "  blobgc %s%s\n", ex, servers0)
+	}
+	fmt.Fprintf(out, "Ctrl-C stops the cluster.\n")
 }

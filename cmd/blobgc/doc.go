@@ -22,8 +22,12 @@
 //     of a new cluster; later changes go through `blobgc config set`.
 //     SIGINT and SIGTERM shut the server down gracefully (a leader hands
 //     leadership over first).
-//   - `dev` runs three servers in one process; on Ctrl-C they simply close,
-//     since handing leadership to a server that is stopping too is pointless.
+//   - `dev` runs three servers, each as a child process of the same
+//     executable (`blobgc server --dev-cluster`), so each has raft's
+//     process-wide metrics to itself; their output comes out of dev behind
+//     their ids. On Ctrl-C dev sends them SIGTERM and they simply close,
+//     since handing leadership to a server that is stopping too is
+//     pointless; on Linux they get SIGTERM too if dev dies.
 //   - Client commands use the client package, so they find the leader and
 //     retry across elections like any VM node. They print human tables
 //     (text/tabwriter) by default and JSON with -o json: hashes as 64 hex

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ type serverFlags struct {
 	log                                   logFlags
 	clockSkew                             time.Duration
 	clockSkewFile                         string
+	devCluster                            bool
 }
 
 // timingFlags are the raft and scheduler timings and raft's log settings
@@ -194,11 +196,15 @@ certificate, key and CA files.`,
 				return err
 			}
 			if cfg.TLS == (cluster.TLSFiles{}) {
-				cfg.Logger.Warn("running without TLS (--insecure): anyone who can reach " + cfg.ListenAddr + " can act as a raft peer or client")
+				if f.devCluster {
+					cfg.Logger.Info("plaintext on loopback, as a server of blobgc dev")
+				} else {
+					cfg.Logger.Warn("running without TLS (--insecure): anyone who can reach " + cfg.ListenAddr + " can act as a raft peer or client")
+				}
 			}
-			return runServers(cmd.Context(), cmd.ErrOrStderr(), []cluster.Config{cfg}, func(ss []*cluster.Server) {
-				cfg.Logger.Info("serving", "id", ss[0].ID(), "addr", ss[0].Addr(), "metrics", ss[0].MetricsAddr())
-				reloadOnSIGHUP(cmd.Context(), ss[0])
+			return runServer(cmd.Context(), cmd.ErrOrStderr(), cfg, !f.devCluster, func(s *cluster.Server) {
+				cfg.Logger.Info("serving", "id", s.ID(), "addr", s.Addr(), "metrics", s.MetricsAddr())
+				reloadOnSIGHUP(cmd.Context(), s)
 			})
 		},
 	}
@@ -223,6 +229,8 @@ certificate, key and CA files.`,
 	fs.BoolVar(&f.insecure, "insecure", false, "run without TLS: anyone who reaches the port can act as a raft peer or client (testing only)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port of the HTTP listener: /metrics, /healthz, /readyz, the JSON API under /v1/ and the page /ui (empty: off)")
 	fs.DurationVar(&f.clockSkew, "clock-skew", 0, "fault injection: offset added to every wall-clock reading of this server (stamped wall times, log times); cluster time is unaffected")
+	fs.BoolVar(&f.devCluster, "dev-cluster", false, "run as one of the servers blobgc dev starts: loopback only, and stop at once on SIGTERM since the whole cluster stops together")
+	_ = fs.MarkHidden("dev-cluster")
 	fs.StringVar(&f.clockSkewFile, "clock-skew-file", "", `fault injection: file whose skew ("DURATION" or "ID=DURATION" lines) is added to --clock-skew; re-read when it changes, so the wall clock jumps at runtime`)
 	f.timings.register(fs)
 	registerLimits(fs, &f.limits)
@@ -241,6 +249,9 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	}
 	if err := cluster.ValidateServerID(f.id); err != nil {
 		return c, fmt.Errorf("--id: %v", err)
+	}
+	if host, _, err := net.SplitHostPort(f.listen); f.devCluster && (err != nil || !isLoopbackHost(host)) {
+		return c, fmt.Errorf("--listen %q: a server of blobgc dev listens on a loopback address only", f.listen)
 	}
 	if f.tlsCert == "" && f.tlsKey == "" && f.tlsCA == "" && !f.insecure {
 		return c, fmt.Errorf("no TLS: give --tls-cert, --tls-key and --tls-ca (see blobgc tls init), or --insecure to run without")
@@ -285,77 +296,46 @@ func (f *serverFlags) config(cmd *cobra.Command) (cluster.Config, error) {
 	return c, nil
 }
 
-// runServers creates and starts a server for each config, calls started (if
-// set) once all run, waits for ctx to end, then shuts them all down. One
-// server shuts down gracefully (handing leadership over); several in one
-// process all stop together, so a transfer would only go to a server that is
-// stopping too, and they just close.
-func runServers(ctx context.Context, stderr io.Writer, cfgs []cluster.Config, started func([]*cluster.Server)) error {
-	var servers []*cluster.Server
-	stopAll := func() {
+// runServer creates and starts the server, calls started (if set) once it
+// runs, waits for ctx to end, then shuts it down: gracefully (handing
+// leadership over), or at once when its whole cluster is stopping together
+// (blobgc dev), since a transfer would only go to a server stopping too.
+func runServer(ctx context.Context, stderr io.Writer, cfg cluster.Config, graceful bool, started func(*cluster.Server)) error {
+	s, err := cluster.New(cfg)
+	if err != nil {
+		return fmt.Errorf("server %s: %w", cfg.ID, err)
+	}
+	stop := func() {
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
-		done := make(chan struct{}, len(servers))
-		for _, s := range servers {
-			go func(s *cluster.Server) {
-				defer func() { done <- struct{}{} }()
-				var err error
-				if len(cfgs) > 1 {
-					err = s.Close()
-				} else {
-					err = s.Shutdown(sctx)
-				}
-				if err != nil {
-					fmt.Fprintf(stderr, "shutdown %s: %v\n", s.ID(), err)
-				}
-			}(s)
-		}
+		done := make(chan error, 1)
+		go func() {
+			if graceful {
+				done <- s.Shutdown(sctx)
+			} else {
+				done <- s.Close()
+			}
+		}()
 		// The process must exit even if a shutdown never returns.
 		hard := time.NewTimer(shutdownTimeout + 5*time.Second)
 		defer hard.Stop()
-		for range servers {
-			select {
-			case <-done:
-			case <-hard.C:
-				fmt.Fprintln(stderr, "shutdown did not finish in time; exiting anyway")
-				return
+		select {
+		case err := <-done:
+			if err != nil {
+				fmt.Fprintf(stderr, "shutdown %s: %v\n", s.ID(), err)
 			}
+		case <-hard.C:
+			fmt.Fprintln(stderr, "shutdown did not finish in time; exiting anyway")
 		}
 	}
-	// In one process (dev), a server that cannot start (a damaged data dir)
-	// is reported and the others run on while they are a majority.
-	var failed []string
-	for _, cfg := range cfgs {
-		s, err := cluster.New(cfg)
-		if err != nil {
-			if len(cfgs) == 1 {
-				return fmt.Errorf("server %s: %w", cfg.ID, err)
-			}
-			fmt.Fprintf(stderr, "server %s cannot start: %v\n", cfg.ID, err)
-			failed = append(failed, cfg.ID)
-			continue
-		}
-		servers = append(servers, s)
-	}
-	if len(failed) > 0 && len(servers) <= len(cfgs)/2 {
-		stopAll()
-		return fmt.Errorf("servers %s cannot start, and the others are not a majority", strings.Join(failed, ", "))
-	}
-	// Start them together: a bootstrap waits for its peers to be serving.
-	errs := make(chan error, len(servers))
-	for _, s := range servers {
-		go func(s *cluster.Server) { errs <- s.Start() }(s)
-	}
-	for range servers {
-		if err := <-errs; err != nil {
-			stopAll()
-			return err
-		}
+	if err := s.Start(); err != nil {
+		stop()
+		return err
 	}
 	if started != nil {
-		started(servers)
+		started(s)
 	}
 	<-ctx.Done()
-	stopAll()
+	stop()
 	return nil
 }

@@ -173,6 +173,7 @@ func TestServerCommandBadFlags(t *testing.T) {
 		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--log-level", "loud"}, `log level "loud"`},
 		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--listen", "127.0.0.1:0", "--peers", "s2=127.0.0.1:1"}, "not among the peers"},
 		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--max-nodes", "0"}, "max_nodes 0 out of range"},
+		{[]string{"server", "--id", "s1", "--data-dir", dir, "--insecure", "--dev-cluster", "--listen", "0.0.0.0:7001"}, "a server of blobgc dev listens on a loopback address only"},
 		{[]string{"dev", "--stale-policy", "x"}, "want drop or hold"},
 		{[]string{"dev", "--host", "0.0.0.0"}, "listens on loopback addresses only"},
 	}

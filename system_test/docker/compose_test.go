@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -71,6 +73,66 @@ func TestImageIsScratchWithOnlyTheBinary(t *testing.T) {
 	}
 }
 
+// blobgc4 and blobgc5 live in docker-compose.five.yml, which repeats the
+// settings every server shares (YAML anchors do not reach across files): as
+// Compose resolves them, each is blobgc1 with its own name and ports, and
+// joining instead of bootstrapping.
+func TestComposeFiveServersMatchTheFirstThree(t *testing.T) {
+	requireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "scripts", "compose.sh"), "--profile", "five", "config")
+	cmd.Env = cleanEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("compose config: %v\n%s", err, out)
+	}
+	first := serviceConfig(t, string(out), 1)
+	for _, n := range []int{4, 5} {
+		if got := serviceConfig(t, string(out), n); got != first {
+			t.Errorf("blobgc%d differs from blobgc1 beyond its name, ports and --join:\n%s\nblobgc1:\n%s", n, got, first)
+		}
+	}
+}
+
+// serviceConfig returns the resolved config of service blobgc<n> from
+// `compose config` output, with its number made N, its bootstrap (--peers
+// or --join) and its profile left out, for comparing one server with another.
+func serviceConfig(t *testing.T, config string, n int) string {
+	t.Helper()
+	name := fmt.Sprintf("blobgc%d", n)
+	var block []string
+	in := false
+	for _, line := range strings.Split(config, "\n") {
+		if strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "   ") {
+			in = strings.TrimSpace(line) == name+":"
+			continue
+		}
+		if in && strings.HasPrefix(line, "    ") {
+			block = append(block, line)
+		} else if in {
+			in = false
+		}
+	}
+	if len(block) == 0 {
+		t.Fatalf("no service %s in compose config:\n%s", name, config)
+	}
+	number := regexp.MustCompile(fmt.Sprintf(`blobgc%[1]d\b|\b[79]10%[1]d\b`, n))
+	var kept []string
+	for i := 0; i < len(block); i++ {
+		l := block[i]
+		switch k := strings.TrimSpace(l); {
+		case strings.HasPrefix(k, "BLOBGC_PEERS:"), strings.HasPrefix(k, "BLOBGC_JOIN:"):
+			continue
+		case k == "profiles:":
+			i++ // and its one item, five
+			continue
+		}
+		kept = append(kept, number.ReplaceAllStringFunc(l, func(m string) string { return m[:len(m)-1] + "N" }))
+	}
+	return strings.Join(kept, "\n")
+}
+
 func TestCompose3KillLeader(t *testing.T) { killLeaderScenario(t, 3) }
 
 func TestCompose5KillLeader(t *testing.T) { killLeaderScenario(t, 5) }
@@ -92,6 +154,22 @@ func killLeaderScenario(t *testing.T, n int) {
 	}
 	if got := len(strings.Fields(ps)); got != n {
 		t.Errorf("project runs %d containers, want %d", got, n)
+	}
+	// And the project has exactly the volumes of those servers: those of
+	// blobgc4 and blobgc5 come with the profile only.
+	vols, err := docker("volume", "ls", "--quiet", "--filter", "label=com.docker.compose.project="+c.project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantVols := []string{c.project + "_certs"}
+	for _, svc := range c.services {
+		wantVols = append(wantVols, c.project+"_"+svc+"-data")
+	}
+	gotVols := strings.Fields(vols)
+	slices.Sort(gotVols)
+	slices.Sort(wantVols)
+	if !slices.Equal(gotVols, wantVols) {
+		t.Errorf("project has volumes %v, want %v", gotVols, wantVols)
 	}
 	for _, svc := range c.services {
 		if err := c.publishedOnLoopback(svc); err != nil {

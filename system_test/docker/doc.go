@@ -1,7 +1,8 @@
 // Package dockertest tests the containerised blobgc cluster the way users run
 // it: the image is built by scripts/docker-image.sh (FROM scratch, the static
 // binary only), the cluster is started from the repository's
-// docker-compose.yml through scripts/compose.sh, and it is driven from the
+// docker-compose.yml (and docker-compose.five.yml, which the script adds with
+// the profile "five") through scripts/compose.sh, and it is driven from the
 // host through the published 127.0.0.1 ports, by the blobgc CLI (the same
 // static binary that went into the image) and by the Go client.
 //
@@ -20,8 +21,9 @@
 //   - kill the leader, on the 3-server cluster and on the 5-server one of
 //     the "five" profile (blobgc4 and blobgc5 join through the first three):
 //     wait for a leader, every server a voter, only the profile's containers
-//     running, ports published on 127.0.0.1 only and every container healthy
-//     by its own healthcheck; register and pin through the host CLI; SIGKILL
+//     running and only their volumes created (none of blobgc4 and blobgc5
+//     for 3 servers), ports published on 127.0.0.1 only and every container
+//     healthy by its own healthcheck; register and pin through the host CLI; SIGKILL
 //     the leader's container (docker kill); wait for a new leader, write
 //     through the CLI and read the earlier write back (on 5 servers, kill a
 //     follower too and write again: two servers down); start the containers
@@ -31,6 +33,9 @@
 //     its service name;
 //   - stop the leader (docker stop: SIGTERM must reach the binary running as
 //     PID 1 and end in a graceful exit 0) and restart a follower.
+//
+// TestComposeFiveServersMatchTheFirstThree checks, from `compose config`,
+// that docker-compose.five.yml's servers are set up as the first three.
 //
 // BenchmarkComposeFailover measures the time from docker kill of the leader
 // to the first acknowledged write, on 3 and on 5 servers.

@@ -26,7 +26,7 @@ import (
 	"github.com/blobgc/blobgc/client"
 )
 
-// maxServers is how many services docker-compose.yml can run (profile five).
+// maxServers is how many servers the compose files can run (profile five).
 const maxServers = 5
 
 // The image is built once per test run, by the repository's script, into a
@@ -162,7 +162,7 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// cluster is one compose project of the repository's docker-compose.yml.
+// cluster is one compose project of the repository's compose files.
 type cluster struct {
 	t        testing.TB
 	root     string
@@ -215,8 +215,9 @@ func startCluster(t testing.TB, n int) *cluster {
 // setPorts sets the environment for a cluster of n servers whose host
 // ports (gRPC and metrics of each of the maxServers services) are ports.
 func (c *cluster) setPorts(n int, ports []int) {
+	// scripts/compose.sh picks the repository's compose files, adding
+	// docker-compose.five.yml with the profile "five".
 	c.env = append(cleanEnv(),
-		"COMPOSE_FILE="+filepath.Join(c.root, "docker-compose.yml"),
 		"BLOBGC_IMAGE="+c.image,
 		// The test kills containers itself and decides when they return.
 		"BLOBGC_RESTART=no",
