@@ -10,7 +10,9 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/hashicorp/raft-wal/metadb"
 	"go.etcd.io/bbolt"
 )
 
@@ -77,7 +79,50 @@ func checkDataDir(dir string) error {
 	if err := checkBolt(dbPath, fi.Size()); err != nil {
 		return err
 	}
+	if err := checkWALMeta(dir); err != nil {
+		return err
+	}
 	return checkLogAgainstSnapshots(dbPath, snaps)
+}
+
+// checkWALMeta checks the WAL's metadata file, if there is a WAL: raft-wal
+// panics on an empty or foreign one.
+func checkWALMeta(dir string) error {
+	path := filepath.Join(dir, walDir, walMeta)
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return &DataDirError{Path: path, What: err.Error(), Hint: "check the file's permissions and the disk"}
+	case fi.Size() == 0:
+		return damaged(path, "is empty (0 bytes): the raft log's list of segments is lost")
+	}
+	return checkBolt(path, fi.Size(), metadb.MetaBucket, metadb.StableBucket)
+}
+
+// checkLogNotLost refuses a log store that holds no entries while raft.db
+// records a term and there is no snapshot: the server took part in the
+// cluster, so its log was deleted or cut off (a WAL whose segments are gone
+// opens as an empty log). It runs on the opened stores.
+func checkLogNotLost(dataDir, kind string, stable *raftboltdb.BoltStore, log raft.LogStore) error {
+	term, err := stable.GetUint64(keyCurrentTerm)
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return damaged(filepath.Join(dataDir, raftDBName), "reading the current term: %v", err)
+	}
+	last, err := log.LastIndex()
+	if err != nil {
+		return damaged(filepath.Join(dataDir, walDir), "reading the log: %v", err)
+	}
+	snaps, err := snapshotCount(dataDir)
+	if err != nil || term == 0 || last > 0 || snaps > 0 {
+		return err
+	}
+	where := filepath.Join(dataDir, walDir)
+	if kind == LogStoreBoltDB {
+		where = filepath.Join(dataDir, raftDBName)
+	}
+	return damaged(where, "holds no raft log, but raft.db records term %d and there is no snapshot: the log was deleted or lost", term)
 }
 
 // snapshotCount returns the number of snapshots in dir/snapshots.
@@ -130,8 +175,8 @@ func readBoltMeta(f *os.File, off int64) (boltMeta, error) {
 }
 
 // checkBolt checks the meta pages and the size of the bbolt file, then its
-// content.
-func checkBolt(path string, size int64) error {
+// content, which must hold the given buckets.
+func checkBolt(path string, size int64, buckets ...string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return &DataDirError{Path: path, What: err.Error(), Hint: "check the file's permissions and the disk"}
@@ -170,12 +215,12 @@ func checkBolt(path string, size int64) error {
 	if need := int64(m.pgid) * int64(m.pageSize); size < need {
 		return damaged(path, "truncated: %d bytes, but its meta page says %d pages of %d bytes (%d bytes)", size, m.pgid, m.pageSize, need)
 	}
-	return checkBoltContent(path)
+	return checkBoltContent(path, buckets)
 }
 
 // checkBoltContent opens the file and reads all of it, with memory faults
 // (SIGBUS on a mapped file) and decoding panics turned into an error.
-func checkBoltContent(path string) error {
+func checkBoltContent(path string, buckets []string) error {
 	done := make(chan error, 1)
 	go func() {
 		debug.SetPanicOnFault(true)
@@ -212,6 +257,11 @@ func checkBoltContent(path string) error {
 			err = db.View(func(tx *bbolt.Tx) error {
 				for e := range tx.Check() {
 					return e
+				}
+				for _, b := range buckets {
+					if tx.Bucket([]byte(b)) == nil {
+						return fmt.Errorf("bucket %q is missing", b)
+					}
 				}
 				return nil
 			})
@@ -283,8 +333,11 @@ func discardRaftState(dir string, now time.Time) ([]string, error) {
 
 // checkDataDir checks the data dir and, when the configuration says so,
 // moves damaged raft state aside.
-func (s *Server) checkDataDir() error {
-	err := checkDataDir(s.cfg.DataDir)
+func (s *Server) checkDataDir() error { return s.discardIfDamaged(checkDataDir(s.cfg.DataDir)) }
+
+// discardIfDamaged returns err, or, if err is a DataDirError and the
+// configuration says so, moves the raft state aside and returns nil.
+func (s *Server) discardIfDamaged(err error) error {
 	var de *DataDirError
 	if err == nil || !s.cfg.DiscardDamagedState || !errors.As(err, &de) {
 		return err

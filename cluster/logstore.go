@@ -102,6 +102,10 @@ func openStores(dataDir, kind string, walSegmentSize int, logger hclog.Logger) (
 		st.log = w
 		st.closer = func() error { return errors.Join(w.Close(), bolt.Close()) }
 	}
+	if err := checkLogNotLost(dataDir, kind, bolt, st.log); err != nil {
+		st.closer()
+		return nil, err
+	}
 	return st, nil
 }
 

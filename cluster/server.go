@@ -170,7 +170,14 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.stores, err = openStores(cfg.DataDir, cfg.LogStore, cfg.WALSegmentSize, s.log)
 	if err != nil {
-		return nil, err
+		// Some damage shows only once the stores are open (a WAL whose
+		// segments are gone opens empty).
+		if err = s.discardIfDamaged(err); err != nil {
+			return nil, err
+		}
+		if s.stores, err = openStores(cfg.DataDir, cfg.LogStore, cfg.WALSegmentSize, s.log); err != nil {
+			return nil, err
+		}
 	}
 	closers = append(closers, func() { s.stores.closer() })
 	s.snaps, err = newPrivateSnapshots(cfg.DataDir, 2, s.log.Named("snapshots")) // in DataDir/snapshots

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/blobgc/blobgc/cluster/clustertest"
 )
 
 // runBlobgc runs the blobgc binary to completion (at most a minute) and
@@ -30,11 +32,11 @@ func runBlobgc(t *testing.T, args ...string) (stdout, stderr string, err error) 
 
 // usedDataDir runs a one-server cluster with some writes (and, if
 // snapshot, at least one raft snapshot), stops it and returns its data dir.
-func usedDataDir(t *testing.T, snapshot bool) string {
+// extra are more server flags.
+func usedDataDir(t *testing.T, snapshot bool, extra ...string) string {
 	t.Helper()
-	var extra []string
 	if snapshot {
-		extra = []string{"--snapshot-threshold=4", "--snapshot-interval=100ms", "--trailing-logs=2"}
+		extra = append(extra, "--snapshot-threshold=4", "--snapshot-interval=100ms", "--trailing-logs=2")
 	}
 	pc := startProcs(t, 1, testTimings, extra...)
 	c := pc.newClient()
@@ -156,4 +158,99 @@ func TestDiscardDamagedState(t *testing.T) {
 	if !bytes.Contains(log, []byte("DISCARDED")) {
 		t.Fatalf("no loud log line about the discarded state:\n%s", log)
 	}
+}
+
+// copyDir copies the regular files of the tree at from to a new directory.
+func copyDir(t *testing.T, from string) string {
+	t.Helper()
+	to := t.TempDir()
+	err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return to
+}
+
+// A damaged write-ahead log (its metadata empty or truncated, its segments
+// deleted, its first record overwritten) stops the server with a one-line
+// error that names it, never a stack dump or a silent start without a log;
+// with --discard-damaged-state the server moves it aside and starts empty.
+func TestDamagedWALRefusesToStart(t *testing.T) {
+	dir := usedDataDir(t, false, "--log-store=wal")
+	meta := filepath.Join("wal", "wal-meta.db")
+	segments, err := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	if err != nil || len(segments) == 0 {
+		t.Fatalf("no WAL segments in %s (%v)", dir, err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, meta))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, file, want string
+		damage           func(d string) error
+	}{
+		{"empty metadata", meta, "is empty", func(d string) error { return os.Truncate(filepath.Join(d, meta), 0) }},
+		{"truncated metadata", meta, "truncated", func(d string) error { return os.Truncate(filepath.Join(d, meta), fi.Size()/3) }},
+		{"segments deleted", "wal", "holds no raft log", func(d string) error {
+			for _, s := range segments {
+				if err := os.Remove(filepath.Join(d, "wal", filepath.Base(s))); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"first record overwritten", "wal", "holds no raft log", func(d string) error {
+			f, err := os.OpenFile(filepath.Join(d, "wal", filepath.Base(segments[0])), os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt(bytes.Repeat([]byte{0xFF}, 64), 100)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := copyDir(t, dir)
+			if err := tc.damage(d); err != nil {
+				t.Fatal(err)
+			}
+			expectRefusal(t, d, tc.file, tc.want)
+		})
+	}
+
+	t.Run("discarded", func(t *testing.T) {
+		d := copyDir(t, dir)
+		for _, s := range segments {
+			if err := os.Remove(filepath.Join(d, "wal", filepath.Base(s))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		addr := freeAddr(t)
+		var stderr clustertest.SyncBuffer
+		cmd := exec.Command(blobgcBin, "server", "--insecure", "--id", "s1", "--data-dir", d, "--listen", addr, "--peers", "s1="+addr, "--discard-damaged-state")
+		cmd.Stderr = &stderr
+		orphanProof(cmd)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		eventually(t, time.Minute, "the damaged WAL moved aside", func() bool {
+			moved, _ := filepath.Glob(filepath.Join(d, "wal.damaged-*"))
+			return len(moved) == 1 && strings.Contains(stderr.String(), "DISCARDED")
+		})
+	})
 }
