@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/blobgc/blobgc/cluster/clustertest"
+
 	"github.com/blobgc/blobgc/chaos"
 )
 
@@ -34,7 +36,7 @@ func envInt(k string, def int) int {
 
 func TestMain(m *testing.M) {
 	// raft leaves a waiter on a future queued at shutdown (see cluster tests).
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/blobgc/blobgc/cluster.waitFuture.func1"))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(clustertest.UnansweredFutureWaiter))
 }
 
 func run(t *testing.T, name string) {

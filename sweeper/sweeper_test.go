@@ -21,7 +21,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// raft leaves a waiter on a future queued at shutdown (see cluster tests).
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/blobgc/blobgc/cluster.waitFuture.func1"))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(clustertest.UnansweredFutureWaiter))
 }
 
 func hashN(n int) client.Hash {

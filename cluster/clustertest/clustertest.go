@@ -370,3 +370,10 @@ func (c *Cluster) WaitConverged() (uint64, [32]byte) {
 	}, func() string { return strings.Join(seen, "; ") })
 	return idx, d
 }
+
+// UnansweredFutureWaiter names, for goleak, the goroutine that waits on a
+// raft future: raft never answers a future still queued in one of its
+// buffered channels (apply, verify, leadership transfer) when it shuts down,
+// so that waiter stays blocked. Every other goroutine of a stopped server
+// must be gone.
+const UnansweredFutureWaiter = "github.com/blobgc/blobgc/cluster.waitFutureUntil.func1"
