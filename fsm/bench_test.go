@@ -134,6 +134,43 @@ func BenchmarkReportDelta(b *testing.B) {
 	b.ReportMetric(float64(1000*b.N)/b.Elapsed().Seconds(), "hashes/s")
 }
 
+// BenchmarkReportFull100: full reports of 100 fresh hashes from 16 nodes
+// in turn, each replacing that node's previous 100, decoded and applied
+// through Apply: the state machine's share of the cluster benchmark
+// BenchmarkFullReport100.
+func BenchmarkReportFull100(b *testing.B) {
+	const nodes, per = 16, 100
+	f := New()
+	hs := make([]Hash, per)
+	enc := func(i int) []byte {
+		for j := range hs {
+			hs[j] = hn(uint64(i*per + j))
+		}
+		d, err := Encode(NewCommand(1, 0, &fsmpb.Report{NodeId: fmt.Sprintf("vm-%d", i%nodes), Kind: fsmpb.ReportKind_REPORT_KIND_FULL,
+			Seq: uint64(1 + i/nodes), Active: PackHashes(hs)}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	for i := 0; i < nodes; i++ {
+		f.Apply(&raft.Log{Index: uint64(1 + i), Type: raft.LogCommand, Data: enc(i)})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		d := enc(nodes + i)
+		b.StartTimer()
+		r := f.Apply(&raft.Log{Index: uint64(nodes + 1 + i), Type: raft.LogCommand, Data: d}).(*Result)
+		if r.Err != nil || r.Changed != 2*per {
+			b.Fatalf("%+v", r)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
+}
+
 // BenchmarkSnapshot: the Snapshot() call (freeze) at 10M known blobs.
 func BenchmarkSnapshot(b *testing.B) {
 	for _, known := range []int{1_000_000, 10_000_000} {
