@@ -193,11 +193,13 @@ func (s *state) replaceSets(id string, active, pinned []Hash, seq uint64, now, w
 	}
 	s.digestNode(n, +1)
 	newA, newP := s.sortedIDs(active, s.scratch[0][:0]), s.sortedIDs(pinned, s.scratch[1][:0])
-	n.active, n.pinned = bitmapOf(newA), bitmapOf(newP)
 	oldA, oldP := s.scratch[2][:0], s.scratch[3][:0]
+	var oldSetA, oldSetP *roaring.Bitmap
 	if old != nil {
-		oldA, oldP = appendIDs(oldA, old.active), appendIDs(oldP, old.pinned)
+		oldSetA, oldSetP = old.active, old.pinned
+		oldA, oldP = appendIDs(oldA, oldSetA), appendIDs(oldP, oldSetP)
 	}
+	n.active, n.pinned = setOf(oldSetA, oldA, newA), setOf(oldSetP, oldP, newP)
 	// All additions before any removal: a removal may free an entry that an
 	// addition in the other set still needs. The sets are compared as sorted
 	// id lists: cheaper than bitmap differences, which clone containers.
@@ -228,7 +230,12 @@ func (s *state) sortedIDs(hs []Hash, dst []uint32) []uint32 {
 	return slices.Compact(dst)
 }
 
-func bitmapOf(ids []uint32) *roaring.Bitmap {
+// setOf returns prev if it holds exactly ids (prevIDs are its members), so
+// that a repeated full report keeps its sets, else a new set of ids.
+func setOf(prev *roaring.Bitmap, prevIDs, ids []uint32) *roaring.Bitmap {
+	if prev != nil && slices.Equal(prevIDs, ids) {
+		return prev
+	}
 	b := newBitmap()
 	b.AddMany(ids)
 	return b
