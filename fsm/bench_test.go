@@ -134,6 +134,56 @@ func BenchmarkReportDelta(b *testing.B) {
 	b.ReportMetric(float64(1000*b.N)/b.Elapsed().Seconds(), "hashes/s")
 }
 
+// BenchmarkReportFull100: full reports of 100 hashes from 16 nodes in
+// turn, decoded and applied through Apply: the state machine's share of the
+// cluster benchmark BenchmarkFullReport100. fresh: each report replaces the
+// node's previous 100 hashes by 100 new ones (what the cluster benchmark
+// sends); repeat: each report repeats the node's previous one.
+func BenchmarkReportFull100(b *testing.B) {
+	const nodes, per = 16, 100
+	for _, fresh := range []bool{true, false} {
+		name, changed := "fresh", 2*per
+		if !fresh {
+			name, changed = "repeat", 0
+		}
+		b.Run(name, func(b *testing.B) {
+			f := New()
+			hs := make([]Hash, per)
+			enc := func(i int) []byte {
+				set := i
+				if !fresh {
+					set = i % nodes
+				}
+				for j := range hs {
+					hs[j] = hn(uint64(set*per + j))
+				}
+				d, err := Encode(NewCommand(1, 0, &fsmpb.Report{NodeId: fmt.Sprintf("vm-%d", i%nodes), Kind: fsmpb.ReportKind_REPORT_KIND_FULL,
+					Seq: uint64(1 + i/nodes), Active: PackHashes(hs)}))
+				if err != nil {
+					b.Fatal(err)
+				}
+				return d
+			}
+			for i := 0; i < nodes; i++ {
+				f.Apply(&raft.Log{Index: uint64(1 + i), Type: raft.LogCommand, Data: enc(i)})
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				d := enc(nodes + i)
+				b.StartTimer()
+				r := f.Apply(&raft.Log{Index: uint64(nodes + 1 + i), Type: raft.LogCommand, Data: d}).(*Result)
+				if r.Err != nil || r.Changed != changed {
+					b.Fatalf("%+v", r)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
+		})
+	}
+}
+
 // BenchmarkSnapshot: the Snapshot() call (freeze) at 10M known blobs.
 func BenchmarkSnapshot(b *testing.B) {
 	for _, known := range []int{1_000_000, 10_000_000} {

@@ -71,6 +71,7 @@ type state struct {
 	stageCheck  int64             // derived: no stage expires before this cluster time
 	sum         digestSum         // derived: set hash of the state (see digest.go)
 	touched     []touchedBlob     // blobs changed by the command being applied (see digest.go)
+	scratch     [4][]uint32       // id lists reused by replaceSets
 }
 
 // FSM is the replicated GC state machine. It implements raft.FSM and

@@ -192,50 +192,95 @@ func (s *state) replaceSets(id string, active, pinned []Hash, seq uint64, now, w
 		s.digestNode(old, -1)
 	}
 	s.digestNode(n, +1)
-	n.active = s.buildSet(active)
-	n.pinned = s.buildSet(pinned)
-	var oldA, oldP *roaring.Bitmap
+	newA, newP := s.sortedIDs(active, s.scratch[0][:0]), s.sortedIDs(pinned, s.scratch[1][:0])
+	oldA, oldP := s.scratch[2][:0], s.scratch[3][:0]
+	var oldSetA, oldSetP *roaring.Bitmap
 	if old != nil {
-		oldA, oldP = old.active, old.pinned
+		oldSetA, oldSetP = old.active, old.pinned
+		oldA, oldP = appendIDs(oldA, oldSetA), appendIDs(oldP, oldSetP)
 	}
+	n.active, n.pinned = setOf(oldSetA, oldA, newA), setOf(oldSetP, oldP, newP)
 	// All additions before any removal: a removal may free an entry that an
-	// addition in the other set still needs.
-	changed := s.applyDiff(id, oldA, n.active, false, +1) + s.applyDiff(id, oldP, n.pinned, true, +1)
-	changed += s.applyDiff(id, n.active, oldA, false, -1) + s.applyDiff(id, n.pinned, oldP, true, -1)
+	// addition in the other set still needs. The sets are compared as sorted
+	// id lists: cheaper than bitmap differences, which clone containers.
+	changed := s.holdMissing(id, newA, oldA, false, +1) + s.holdMissing(id, newP, oldP, true, +1)
+	changed += s.holdMissing(id, oldA, newA, false, -1) + s.holdMissing(id, oldP, newP, true, -1)
+	for i, l := range [][]uint32{newA, newP, oldA, oldP} {
+		if cap(l) <= maxScratch {
+			s.scratch[i] = l
+		}
+	}
 	s.nodes[id] = n
 	return changed
 }
 
-func (s *state) buildSet(hs []Hash) *roaring.Bitmap {
-	ids := make([]uint32, 0, len(hs))
+// maxScratch bounds the id lists kept for the next full report, so that one
+// large report does not pin its lists' memory.
+const maxScratch = 1 << 16
+
+// sortedIDs appends to dst the ids of hs, inserting absent hashes, sorted
+// and without duplicates.
+func (s *state) sortedIDs(hs []Hash, dst []uint32) []uint32 {
 	for i := range hs {
 		if id, _, ok := s.tab.insert(&hs[i]); ok {
-			ids = append(ids, id)
+			dst = append(dst, id)
 		}
 	}
-	slices.Sort(ids)
+	slices.Sort(dst)
+	return slices.Compact(dst)
+}
+
+// setOf returns prev if it holds exactly ids (prevIDs are its members), so
+// that a repeated full report keeps its sets, else a new set of ids.
+func setOf(prev *roaring.Bitmap, prevIDs, ids []uint32) *roaring.Bitmap {
+	if prev != nil && slices.Equal(prevIDs, ids) {
+		return prev
+	}
 	b := newBitmap()
-	b.AddMany(slices.Compact(ids))
+	b.AddMany(ids)
 	return b
 }
 
-// applyDiff changes by delta the holds of the ids in b but not in a (a nil
-// set is empty).
-func (s *state) applyDiff(nodeID string, a, b *roaring.Bitmap, pin bool, delta int) int {
+// appendIDs appends the members of b (nil is empty) to dst in order.
+func appendIDs(dst []uint32, b *roaring.Bitmap) []uint32 {
 	if b == nil {
-		return 0
+		return dst
 	}
-	d := b
-	if a != nil {
-		d = roaring.AndNot(b, a)
+	dst = slices.Grow(dst, int(b.GetCardinality()))
+	it := b.ManyIterator()
+	for {
+		buf := dst[len(dst):cap(dst)]
+		k := it.NextMany(buf)
+		if k == 0 {
+			return dst
+		}
+		dst = dst[:len(dst)+k]
 	}
-	changed := 0
-	it := d.Iterator()
-	for it.HasNext() {
-		s.addHold(nodeID, it.Next(), pin, delta)
+}
+
+// holdMissing changes by delta the holds of the ids in sorted list a but
+// not in sorted list b, in increasing id order.
+func (s *state) holdMissing(nodeID string, a, b []uint32, pin bool, delta int) int {
+	changed, j := 0, 0
+	for _, id := range a {
+		for j < len(b) && b[j] < id {
+			j++
+		}
+		if j < len(b) && b[j] == id {
+			continue
+		}
+		s.addHold(nodeID, id, pin, delta)
 		changed++
 	}
 	return changed
+}
+
+// dropHolds removes node nodeID's holds of the members of b.
+func (s *state) dropHolds(nodeID string, b *roaring.Bitmap, pin bool) {
+	it := b.Iterator()
+	for it.HasNext() {
+		s.addHold(nodeID, it.Next(), pin, -1)
+	}
 }
 
 func (s *state) applyDelta(n *node, r *fsmpb.Report) int {
@@ -281,8 +326,8 @@ func (s *state) dropNode(id string) {
 	}
 	delete(s.nodes, id)
 	s.digestNode(n, -1)
-	s.applyDiff(id, nil, n.active, false, -1)
-	s.applyDiff(id, nil, n.pinned, true, -1)
+	s.dropHolds(id, n.active, false)
+	s.dropHolds(id, n.pinned, true)
 }
 
 func (s *state) deregister(id string) {
