@@ -234,6 +234,10 @@ func New(cfg Config) (_ *Server, err error) {
 	budgets := &refusals{rate: cfg.Limits.RefusalRate, burst: float64(cfg.Limits.RefusalBurst),
 		throttled: s.metrics.refused.WithLabelValues("refusal_budget").Inc}
 	opts = append(opts, budgets.serverOptions()...)
+	// Stop waits for running handlers, so that none is left calling into
+	// raft (the transport's heartbeat fast path writes the term) after the
+	// stores are closed.
+	opts = append(opts, grpc.WaitForHandlers(true))
 	s.grpc = grpc.NewServer(append(append(opts, s.peerOptions()...),
 		grpc.ChainUnaryInterceptor(s.authUnary, s.leaderHeaderInterceptor),
 		grpc.ChainStreamInterceptor(s.authStream))...)
