@@ -172,6 +172,9 @@ func matrixRequests(c *clustertest.Cluster) map[string]proto.Message {
 // caller's principal and authorised again on the leader). A denied call is
 // PermissionDenied, names the roles it needed and changes nothing.
 func TestRoleMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("every role x every method takes about a minute: run without -short")
+	}
 	ac := startAuthCluster(t, true, nil)
 	reqs := matrixRequests(ac.Cluster)
 	for _, m := range pb.BlobGC_ServiceDesc.Methods {

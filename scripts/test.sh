@@ -4,8 +4,9 @@
 #
 #   scripts/test.sh            the full run, container and chaos suites included
 #   scripts/test.sh --short    go test -short for the edit-test loop: skips the
-#                              container suite (system_test/docker) and every
+#                              container suite (system_test/docker), every
 #                              chaos scenario (TestChaos_*, TestProcChaos_*)
+#                              and the full role x method matrix
 #
 # BLOBGC_TEST_TIMEOUT_SCALE multiplies the raft timings and hang deadlines of
 # the tests (see internal/testtiming), e.g. 2 on a very slow machine.
