@@ -17,7 +17,7 @@ short=false
 for arg in "$@"; do
 	case "$arg" in
 	--short) short=true ;;
-	-h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,12p' "$0"; exit 0 ;;
 	*) echo "unknown argument: $arg" >&2; exit 2 ;;
 	esac
 done
