@@ -80,9 +80,8 @@ type refusals struct {
 }
 
 type (
-	budgetKey  struct{}
-	counted    struct{}
-	countedKey struct{}
+	budgetKey struct{} // the connection's *refusalBudget
+	raftKey   struct{} // marks a raft call, never charged
 )
 
 // serverOptions install the budget on a grpc.Server.
@@ -112,18 +111,19 @@ func (r *refusals) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Co
 	return context.WithValue(ctx, budgetKey{}, &refusalBudget{rate: r.rate, burst: r.burst, tokens: r.burst, last: time.Now()})
 }
 
-// TagRPC marks the API calls whose refusals count.
+// TagRPC marks raft calls, whose refusals do not count. (Marking them, not
+// the API calls, keeps the API's write path free of the extra context.)
 func (r *refusals) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
 	if isRaftMethod(info.FullMethodName) {
-		return ctx
+		return context.WithValue(ctx, raftKey{}, true)
 	}
-	return context.WithValue(ctx, countedKey{}, counted{})
+	return ctx
 }
 
-// HandleRPC charges a counted call that ended refused.
+// HandleRPC charges an API call that ended refused.
 func (r *refusals) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	end, ok := s.(*stats.End)
-	if !ok || end.Error == nil || ctx.Value(countedKey{}) == nil || !refusalCodes[status.Code(end.Error)] {
+	if !ok || end.Error == nil || ctx.Value(raftKey{}) != nil || !refusalCodes[status.Code(end.Error)] {
 		return
 	}
 	if b, _ := ctx.Value(budgetKey{}).(*refusalBudget); b != nil {

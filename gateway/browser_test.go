@@ -21,12 +21,16 @@ import (
 	"github.com/blobgc/blobgc/cluster/clustertest"
 )
 
-// chromium finds a Chromium or Chrome binary.
+// chromium finds a Chromium or Chrome binary. Without one the test skips,
+// unless BLOBGC_REQUIRE_BROWSER is set (CI sets it), where it fails.
 func chromium(t *testing.T) string {
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
+	}
+	if os.Getenv("BLOBGC_REQUIRE_BROWSER") != "" {
+		t.Fatal("no Chromium on PATH, and BLOBGC_REQUIRE_BROWSER is set: the browser test of /ui must run")
 	}
 	t.Skip("no Chromium on PATH (scripts/test.sh installs Debian's chromium with apt-get; here it could not be installed): skipping the browser test of /ui")
 	return ""
