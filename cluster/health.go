@@ -166,8 +166,10 @@ func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckReque
 }
 
 // leaseHolds reports whether this server leads in a ready session and a
-// quorum confirmed it less than LeaderLeaseTimeout ago, confirming it again
-// if the last confirmation is older.
+// quorum accepted requests it sent less than LeaderLeaseTimeout ago,
+// confirming it again (in a round shared with linearizable reads) if not.
+// Followers wait at least HeartbeatTimeout after accepting a request before
+// they vote for another server, and LeaderLeaseTimeout is at most that.
 func (s *Server) leaseHolds(ctx context.Context) bool {
 	s.mu.Lock()
 	ss := s.sess
@@ -180,43 +182,12 @@ func (s *Server) leaseHolds(ctx context.Context) bool {
 	default:
 		return false
 	}
-	if ss.leaseFresh(s.cfg.LeaderLeaseTimeout) {
+	if s.quorumAckedSince(ss.term, time.Now().Add(-s.cfg.LeaderLeaseTimeout)) {
 		return true
-	}
-	// One confirmation at a time: callers that waited find it fresh, so a
-	// burst of health checks costs one heartbeat round, not one each.
-	ss.verifyMu.Lock()
-	defer ss.verifyMu.Unlock()
-	if ss.leaseFresh(s.cfg.LeaderLeaseTimeout) {
-		return true
-	}
-	if s.raft.State() != raft.Leader {
-		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatTimeout)
 	defer cancel()
-	start := time.Now()
-	if err := waitFuture(ctx, s.raft.VerifyLeader()); err != nil || s.raft.CurrentTerm() != ss.term {
-		return false
-	}
-	ss.confirmed(start)
-	return ss.leaseFresh(s.cfg.LeaderLeaseTimeout)
-}
-
-// confirmed records that a quorum confirmed the leadership in a round that
-// started at t.
-func (ss *session) confirmed(t time.Time) {
-	ss.leaseMu.Lock()
-	if t.After(ss.leaseFrom) {
-		ss.leaseFrom = t
-	}
-	ss.leaseMu.Unlock()
-}
-
-func (ss *session) leaseFresh(lease time.Duration) bool {
-	ss.leaseMu.Lock()
-	defer ss.leaseMu.Unlock()
-	return !ss.leaseFrom.IsZero() && time.Since(ss.leaseFrom) < lease
+	return s.leaderCheck.confirm(ctx) == nil && s.raft.CurrentTerm() == ss.term
 }
 
 // httpHandler serves /metrics, /healthz and /readyz.

@@ -2,18 +2,24 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
 )
 
-// leaderCheck lets concurrent linearizable reads share one VerifyLeader
-// round. A read takes the commit index first and then needs a round that
+// leaderCheck lets concurrent linearizable reads and lease checks share one
+// VerifyLeader round. A read takes the commit index first and then needs a round that
 // starts after that; so a read joins the round that has not started yet,
 // never the one in flight. While a round runs, every read that arrives
 // joins the next one, which starts as soon as the current one ends: under
 // load one round serves many reads, and a lone read waits for one round,
 // as before.
 type leaderCheck struct {
-	verify func() error // raft's VerifyLeader, waited for
+	// verify confirms leadership by requests sent at or after start
+	// (Server.confirmSince).
+	verify func(start time.Time) error
 
 	mu      sync.Mutex
 	next    *verifyRound // collecting reads, not started yet
@@ -58,7 +64,60 @@ func (lc *leaderCheck) run() {
 			return
 		}
 		lc.mu.Unlock()
-		rd.err = lc.verify()
+		rd.err = lc.verify(time.Now())
 		close(rd.done)
 	}
+}
+
+// errNotConfirmed: raft's VerifyLeader succeeded, but not on answers to
+// requests sent since the round started (see transport.Ack).
+var errNotConfirmed = errors.New("no quorum accepted a request sent since the check started")
+
+// confirmSince returns nil once a quorum of voters accepted, at this
+// server's term, AppendEntries requests that were sent at or after since.
+// VerifyLeader makes raft send heartbeats now; its own answer is not enough,
+// since it may count answers to requests sent before a stall.
+func (s *Server) confirmSince(since time.Time) error {
+	term := s.raft.CurrentTerm()
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		return err
+	}
+	timer := time.NewTimer(s.cfg.ElectionTimeout)
+	defer timer.Stop()
+	for {
+		recorded := s.trans.AckRecorded()
+		if s.quorumAckedSince(term, since) {
+			return nil
+		}
+		select {
+		case <-recorded:
+		case <-timer.C:
+			return errNotConfirmed
+		case <-s.shutdownCh:
+			return raft.ErrRaftShutdown
+		}
+	}
+}
+
+// quorumAckedSince reports whether this server and enough other voters to
+// make a quorum accepted requests at term sent at or after since. It counts
+// this server, so callers check that it leads at term.
+func (s *Server) quorumAckedSince(term uint64, since time.Time) bool {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	voters, acked := 0, 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if srv.ID == raft.ServerID(s.cfg.ID) {
+			acked++
+		} else if a := s.trans.LastAck(srv.ID); a.Term == term && !a.Sent.Before(since) {
+			acked++
+		}
+	}
+	return voters > 0 && acked > voters/2
 }

@@ -14,7 +14,7 @@ import (
 func TestLeaderCheckSharesRounds(t *testing.T) {
 	var rounds atomic.Int32
 	release := make(chan error)
-	lc := &leaderCheck{verify: func() error {
+	lc := &leaderCheck{verify: func(time.Time) error {
 		if rounds.Add(1) == 1 {
 			return <-release // the first round waits for the test
 		}
@@ -65,7 +65,7 @@ func TestLeaderCheckSharesRounds(t *testing.T) {
 // A read whose context ends stops waiting; the round still completes.
 func TestLeaderCheckHonoursContext(t *testing.T) {
 	release := make(chan struct{})
-	lc := &leaderCheck{verify: func() error { <-release; return nil }}
+	lc := &leaderCheck{verify: func(time.Time) error { <-release; return nil }}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := lc.confirm(ctx); !errors.Is(err, context.Canceled) {

@@ -84,10 +84,6 @@ type session struct {
 	t0   int64      // cluster time applied before this term
 	m0   time.Time  // real time.Now() at t0: only its monotonic reading is used
 	wall *WallClock // the server's wall-clock source (nil: the real clock)
-
-	verifyMu  sync.Mutex // one lease confirmation at a time
-	leaseMu   sync.Mutex
-	leaseFrom time.Time // start of the last VerifyLeader round a quorum answered
 }
 
 // now returns the cluster time and wall time to stamp on a command. The
@@ -119,7 +115,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	cfg.WallClock.SetLogger(s.log.Named("clock"))
 	s.repl = newReplicated(s.fsm)
-	s.leaderCheck.verify = func() error { return s.raft.VerifyLeader().Error() }
+	s.leaderCheck.verify = s.confirmSince
 	var closers []func()
 	defer func() {
 		if err != nil {

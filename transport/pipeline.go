@@ -44,6 +44,7 @@ func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAd
 	}
 	p := &pipeline{
 		t:        t,
+		id:       id,
 		target:   target,
 		stream:   stream,
 		cancel:   cancel,
@@ -70,6 +71,7 @@ func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAd
 
 type pipeline struct {
 	t      *Transport
+	id     raft.ServerID
 	target raft.ServerAddress
 	stream grpc.BidiStreamingClient[pb.AppendEntriesRequest, pb.AppendEntriesResponse]
 	cancel context.CancelFunc
@@ -225,6 +227,9 @@ func (p *pipeline) await(f *appendFuture) error {
 		decodeAppendEntriesResponse(msg, f.resp)
 		result = remoteError(msg.Error)
 		failed = result != nil || !f.resp.Success
+	}
+	if result == nil {
+		p.t.acks.record(p.id, f.args, f.resp, f.start)
 	}
 	return result
 }

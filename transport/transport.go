@@ -133,6 +133,7 @@ type Transport struct {
 	wg        sync.WaitGroup              // pipeline goroutines
 
 	metrics *rpcMetrics
+	acks    ackTable
 }
 
 type peerConns struct {
@@ -428,7 +429,11 @@ func (t *Transport) appendEntries(id raft.ServerID, target raft.ServerAddress, c
 		return t.clientError(target, err)
 	}
 	decodeAppendEntriesResponse(out, resp)
-	return remoteError(out.Error)
+	if err := remoteError(out.Error); err != nil {
+		return err
+	}
+	t.acks.record(id, args, resp, start)
+	return nil
 }
 
 // RequestVote implements raft.Transport.
