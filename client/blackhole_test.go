@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"github.com/blobgc/blobgc/internal/testnet"
 	"net"
 	"strings"
 	"testing"
@@ -14,10 +15,7 @@ import (
 // firewall that drops packets.
 func blackhole(t *testing.T) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	t.Cleanup(func() { lis.Close() })
 	go func() {
 		var held []net.Conn

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
+	"github.com/blobgc/blobgc/internal/testnet"
 )
 
 // fakeServer is a loopback gRPC BlobGC server whose answers a test scripts.
@@ -35,10 +35,7 @@ type fakeServer struct {
 
 func startFake(t *testing.T) *fakeServer {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	f := &fakeServer{addr: lis.Addr().String(), calls: map[string]int{}}
 	// Health checks name the leader in the header, as real servers do.
 	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

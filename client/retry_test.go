@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"encoding/binary"
-	"net"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
+	"github.com/blobgc/blobgc/internal/testnet"
 )
 
 // hashN returns a distinct hash for every n.
@@ -43,10 +43,7 @@ func newTestClient(t *testing.T, servers []string, opts ...Option) *Client {
 
 // deadAddr returns a loopback address nobody listens on.
 func deadAddr(t *testing.T) string {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	a := lis.Addr().String()
 	lis.Close()
 	return a

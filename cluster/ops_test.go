@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	pb "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
@@ -313,12 +313,7 @@ func TestConfigValidation(t *testing.T) {
 
 // A join that no member accepts fails after JoinTimeout instead of hanging.
 func TestJoinTimesOut(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String()
-	l.Close()
+	dead := testnet.Addr(t)
 	cfg := clustertest.TestConfig("j", t.TempDir())
 	cfg.ListenAddr = "127.0.0.1:0"
 	cfg.Join = []string{dead}

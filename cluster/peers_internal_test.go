@@ -12,16 +12,14 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/blobgc/blobgc/auth"
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testpki"
 )
 
 // startTLSServer starts server s1, alone in its configuration, with TLS.
 func startTLSServer(tb testing.TB) (*Server, testpki.Files, net.Listener) {
 	files := testpki.WriteFiles(tb, tb.TempDir())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
+	lis := testnet.Listen(tb)
 	s, err := New(Config{
 		ID: "s1", DataDir: tb.TempDir(), Listener: lis, CycleInterval: -1,
 		Peers: []Peer{{ID: "s1", Address: lis.Addr().String()}},

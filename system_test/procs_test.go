@@ -3,7 +3,6 @@ package systemtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/blobgc/blobgc/client"
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
@@ -68,12 +68,7 @@ type procCluster struct {
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testnet.Addr(t)
 }
 
 // startProcs starts n server processes bootstrapping one cluster, without

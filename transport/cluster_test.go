@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
@@ -140,10 +141,7 @@ func newClusterWith(c *cluster, n int) *cluster {
 
 // start launches one raft server that is not part of any configuration yet.
 func (c *cluster) start() *clusterNode {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	lis := testnet.Listen(c.t)
 	cn := &clusterNode{id: raft.ServerID(fmt.Sprintf("node%d", len(c.nodes))), dir: c.t.TempDir()}
 	c.boot(cn, lis)
 	c.nodes = append(c.nodes, cn)

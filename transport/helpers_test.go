@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
@@ -29,10 +30,7 @@ type node struct {
 // stopped and the transport closed when the test ends.
 func newNode(tb testing.TB, cfg Config) *node {
 	tb.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
+	lis := testnet.Listen(tb)
 	return newNodeOn(tb, lis, cfg, nil)
 }
 

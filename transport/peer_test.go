@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blobgc/blobgc/auth"
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testpki"
 )
 
@@ -62,10 +62,7 @@ func identityNode(t *testing.T, ca *testpki.CA, id string, admit Authorizer) *no
 
 func certNode(t *testing.T, ca *testpki.CA, cert tls.Certificate, id raft.ServerID, admit Authorizer) *node {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	addr := raft.ServerAddress(lis.Addr().String())
 	trans, err := New(Config{
 		LocalAddr: addr, LocalID: id, HeartbeatTimeout: 5 * time.Second,

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testpki"
 	"github.com/blobgc/blobgc/internal/testtiming"
 	pb "github.com/blobgc/blobgc/transport/transportpb"
@@ -49,10 +49,7 @@ func (p *testPKI) peerTLS(tb testing.TB) (client, server *tls.Config) {
 }
 
 func newTLSNode(t *testing.T, pki *testPKI, cfg Config) *node {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	var serverTLS *tls.Config
 	cfg.TLS, serverTLS = pki.peerTLS(t)
 	return newNodeOn(t, lis, cfg, serverTLS)
@@ -148,10 +145,7 @@ func TestTLS_ForeignCAIsRefused(t *testing.T) {
 		t.Fatal("a certificate from a foreign CA was accepted")
 	}
 	// And the transport itself, configured with the foreign CA, fails.
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	clientTLS, _ := rogue.peerTLS(t)
 	clientTLS.RootCAs = pki.Pool
 	n2 := newNodeOn(t, lis, Config{TLS: clientTLS, HeartbeatTimeout: 2 * time.Second}, nil)
@@ -166,13 +160,10 @@ func TestTLS_ServerNameIsVerified(t *testing.T) {
 	pki := newTestPKI(t)
 	other := newTestPKI(t)
 	n1 := newTLSNode(t, other, Config{})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	clientTLS, _ := pki.peerTLS(t)
 	n2 := newNodeOn(t, lis, Config{TLS: clientTLS, HeartbeatTimeout: 2 * time.Second}, nil)
-	err = n2.trans.RequestVote("n1", n1.addr, &raft.RequestVoteRequest{Term: 1}, new(raft.RequestVoteResponse))
+	err := n2.trans.RequestVote("n1", n1.addr, &raft.RequestVoteRequest{Term: 1}, new(raft.RequestVoteResponse))
 	if err == nil {
 		t.Fatal("a server with an untrusted certificate was accepted")
 	}
@@ -180,10 +171,7 @@ func TestTLS_ServerNameIsVerified(t *testing.T) {
 
 func TestTLS_AuthorizeCallback(t *testing.T) {
 	pki := newTestPKI(t)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	clientTLS, serverTLS := pki.peerTLS(t)
 	unary, stream := RequirePeerCert(func(cert *x509.Certificate) (raft.ServerID, error) {
 		if cert.Subject.CommonName != "allowed" {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
 	pb "github.com/blobgc/blobgc/transport/transportpb"
 )
@@ -205,17 +206,14 @@ func TestTransport_RequestPreVote(t *testing.T) {
 type oldPeer struct{ pb.UnimplementedRaftServer }
 
 func TestTransport_PreVoteUnimplementedIsUnexpectedCommand(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	srv := grpc.NewServer()
 	pb.RegisterRaftServer(srv, oldPeer{})
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 	n2 := newNode(t, Config{})
 	var out raft.RequestPreVoteResponse
-	err = n2.trans.RequestPreVote("old", raft.ServerAddress(lis.Addr().String()), &raft.RequestPreVoteRequest{Term: 1}, &out)
+	err := n2.trans.RequestPreVote("old", raft.ServerAddress(lis.Addr().String()), &raft.RequestPreVoteRequest{Term: 1}, &out)
 	// raft's preElectSelf treats exactly this text as a granted pre-vote.
 	if err == nil || !strings.Contains(err.Error(), "unexpected command") {
 		t.Fatalf("err = %v, want one containing %q", err, "unexpected command")
@@ -722,10 +720,7 @@ func TestTransport_MessageSizeLimit(t *testing.T) {
 
 // blackHole accepts TCP connections and never answers on them.
 func blackHole(t *testing.T) raft.ServerAddress {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	var mu sync.Mutex
 	var conns []net.Conn
 	go func() {

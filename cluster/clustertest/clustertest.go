@@ -24,6 +24,7 @@ import (
 
 	pb "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/cluster"
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
 	"github.com/blobgc/blobgc/transport"
 )
@@ -89,10 +90,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	lis := make([]net.Listener, opts.N)
 	var peers []cluster.Peer
 	for i := range lis {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
+		l := testnet.Listen(t)
 		lis[i] = l
 		peers = append(peers, cluster.Peer{ID: fmt.Sprintf("s%d", i+1), Address: l.Addr().String()})
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/blobgc/blobgc/client"
+	"github.com/blobgc/blobgc/internal/testnet"
 )
 
 // runStreams executes the CLI in-process and returns stdout, stderr and the
@@ -193,13 +194,7 @@ func TestCLINoServerReachable(t *testing.T) {
 // deadLoopback returns a loopback address nobody listens on.
 func deadLoopback(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close()
-	return a
+	return testnet.Addr(t)
 }
 
 // Servers reached through other addresses than those they advertise (a

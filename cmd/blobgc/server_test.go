@@ -13,17 +13,13 @@ import (
 	"time"
 
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testnet.Port(t)
 }
 
 // freePorts finds n consecutive free loopback ports.

@@ -24,6 +24,7 @@ import (
 
 	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/client"
+	"github.com/blobgc/blobgc/internal/testnet"
 )
 
 // maxServers is how many servers the compose files can run (profile five).
@@ -152,10 +153,7 @@ func freePorts(t testing.TB, n int) []int {
 	}()
 	ports := make([]int, n)
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
+		l := testnet.Listen(t)
 		ls = append(ls, l)
 		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
