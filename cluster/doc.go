@@ -142,8 +142,11 @@
 //
 // Reads are linearizable by default, following the recipe for hashicorp/raft
 // (it has no ReadIndex): on the leader, after the session's term barrier, take
-// the commit index, confirm leadership with VerifyLeader in the same term, and
-// wait until the state machine has processed that index. The wrapper around
+// the commit index, confirm leadership in the same term, and wait until the
+// state machine has processed that index. Leadership is confirmed when a
+// quorum accepted AppendEntries requests sent after the round began (the
+// transport records send times, transport.Ack); VerifyLeader alone is not
+// enough, since it also counts answers to requests sent before a stall. The wrapper around
 // the state machine tracks that index itself, because raft's AppliedIndex
 // moves when entries are handed to the FSM goroutine, before they are applied,
 // and the barrier entries never reach the state machine. A stale read is

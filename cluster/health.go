@@ -23,10 +23,11 @@ import (
 //     The reason goes into the response header HealthReasonHeader, the log
 //     and the metrics blobgc_persist_errors_total and blobgc_can_persist.
 //   - LeaderHealthService is SERVING only on a leader whose lease holds: a
-//     VerifyLeader round (a heartbeat answered by a quorum in this term) that
-//     started less than LeaderLeaseTimeout ago. Check runs one when the last
-//     is older, so a leader that was paused (SIGSTOP, a VM pause) and has not
-//     yet heard of the newer term never answers SERVING.
+//     quorum accepted, in this term, requests it sent less than
+//     LeaderLeaseTimeout ago. Check confirms it again when they are older,
+//     so a leader that was paused (SIGSTOP, a VM pause) and has not yet
+//     heard of the newer term never answers SERVING, even though answers
+//     to its requests from before the pause reach it after it resumes.
 //   - HTTP /healthz on the metrics listener: 200 while the process serves and
 //     can persist; /readyz: 200 while it also knows a leader (whose lease
 //     holds, on the leader) and has applied what it knows to be committed,
