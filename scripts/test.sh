@@ -45,7 +45,7 @@ else
 	# The dashboard and alert rules, checked with Prometheus's own parsers in a
 	# module of their own (deploy/), so those packages stay out of blobgc's.
 	(cd deploy && go vet ./... && go test -count=1 ./...)
-	# Concurrent writes must share raft log writes: 16 clients at least 2x
+	# Concurrent writes must share raft log writes: 16 clients at least 3x
 	# the Pin throughput of one, measured in one run.
 	./scripts/throughput-check.sh
 fi

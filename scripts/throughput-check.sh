@@ -2,15 +2,15 @@
 # Throughput guard: concurrent writes must share raft log writes. Starts a
 # local 3-server cluster (blobgc dev), runs Pin with 1 client and then with
 # 16 in one invocation, and fails unless 16 clients reach at least
-# --min-ratio (default 2) times the throughput of one. A ratio within one run
+# --min-ratio (default 3) times the throughput of one. A ratio within one run
 # holds on a busy machine, where absolute numbers do not. Without group
-# commit the ratio is about 1.5; with it 3.1 when fsync is fast (quiet
-# machine, 1 client ~1,300 pins/s) and 5-10 when fsync is slow, so 2 catches
-# the regression without failing on a quiet machine.
+# commit the ratio is about 1.5. With group commit and the boltdb log store
+# it was 3.1 at best (quiet machine, fast fsync); with the WAL log store, the
+# default, it has been 4.2-5.5 on quiet and loaded machines alike.
 #   scripts/throughput-check.sh [--min-ratio R] [--duration D] [--port P]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-min_ratio=2 duration=5s port=17101
+min_ratio=3 duration=5s port=17101
 while [ $# -gt 0 ]; do
   case "$1" in
     --min-ratio) min_ratio=$2; shift 2 ;;
