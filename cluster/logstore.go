@@ -13,6 +13,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
 	walfs "github.com/hashicorp/raft-wal/fs"
+	walmetrics "github.com/hashicorp/raft-wal/metrics"
 	"github.com/hashicorp/raft-wal/segment"
 	waltypes "github.com/hashicorp/raft-wal/types"
 	"go.etcd.io/bbolt"
@@ -87,6 +88,8 @@ func openStores(dataDir, kind string, walSegmentSize int, logger hclog.Logger) (
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 		w, err := wal.Open(dir, wal.WithLogger(logger.Named("wal")),
+			// Into the go-metrics global, like raft's and raft-boltdb's (raftSink).
+			wal.WithMetricsCollector(walmetrics.NewGoMetricsCollector([]string{"raft", "wal"}, nil, nil)),
 			wal.WithSegmentFiler(segment.NewFiler(dir, ownerOnlyFS{walfs.New()})),
 			wal.WithSegmentSize(cmp.Or(walSegmentSize, wal.DefaultSegmentSize)))
 		if err == nil {

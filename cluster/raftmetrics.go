@@ -44,8 +44,8 @@ type raftMetricSpec struct {
 	help string
 }
 
-// raftMetricSpecs names, by raft's dotted key, the metrics raft v1.7 and
-// raft-boltdb v2 emit. Keys not listed are still exposed, named by the
+// raftMetricSpecs names, by raft's dotted key, the metrics raft v1.7,
+// raft-boltdb v2 and raft-wal emit. Keys not listed are still exposed, named by the
 // general rule, with a HELP that says where they come from.
 var raftMetricSpecs = map[string]raftMetricSpec{
 	"raft.apply":                           {"", "Log entries this server's raft accepted for appending as leader."},
@@ -111,12 +111,24 @@ var raftMetricSpecs = map[string]raftMetricSpec{
 	"raft.boltdb.txstats.spillTime":        {"seconds", "Time raft.db spent spilling."},
 	"raft.boltdb.txstats.writeTime":        {"seconds", "Time raft.db spent writing."},
 	"raft.boltdb.txstats.cursorCount":      {"", "Cursors raft.db created."},
-	"raft.boltdb.txstats.nodeCount":        {"", "Nodes raft.db allocated."},
-	"raft.boltdb.txstats.nodeDeref":        {"", "Node dereferences in raft.db."},
-	"raft.boltdb.txstats.rebalance":        {"", "Node rebalances in raft.db."},
-	"raft.boltdb.txstats.spill":            {"", "Nodes raft.db spilled."},
-	"raft.boltdb.txstats.split":            {"", "Nodes raft.db split."},
-	"raft.boltdb.txstats.write":            {"", "Writes raft.db performed."},
+	// raft-wal, the default log store (wal/ in the data dir).
+	"raft.wal.log_appends":              {"", "Batches of log entries appended to the WAL (one fsync each)."},
+	"raft.wal.log_entries_written":      {"", "Log entries written to the WAL."},
+	"raft.wal.log_entry_bytes_written":  {"", "Bytes of encoded log entries written to the WAL (headers and index not counted)."},
+	"raft.wal.log_entries_read":         {"", "Log entries read from the WAL."},
+	"raft.wal.log_entry_bytes_read":     {"", "Bytes of encoded log entries read from the WAL."},
+	"raft.wal.segment_rotations":        {"", "Times the WAL moved on to a new segment file."},
+	"raft.wal.head_truncations":         {"", "Log entries removed from the head of the WAL (the oldest, after a snapshot)."},
+	"raft.wal.tail_truncations":         {"", "Log entries removed from the tail of the WAL (the newest, replaced by a new leader's)."},
+	"raft.wal.stable_gets":              {"", "Reads of the WAL's stable store (unused: raft.db is the stable store)."},
+	"raft.wal.stable_sets":              {"", "Writes of the WAL's stable store (unused: raft.db is the stable store)."},
+	"raft.wal.last_segment_age_seconds": {"", "Seconds between the creation and sealing of the last full WAL segment: how fast writes fill the disk."},
+	"raft.boltdb.txstats.nodeCount":     {"", "Nodes raft.db allocated."},
+	"raft.boltdb.txstats.nodeDeref":     {"", "Node dereferences in raft.db."},
+	"raft.boltdb.txstats.rebalance":     {"", "Node rebalances in raft.db."},
+	"raft.boltdb.txstats.spill":         {"", "Nodes raft.db spilled."},
+	"raft.boltdb.txstats.split":         {"", "Nodes raft.db split."},
+	"raft.boltdb.txstats.write":         {"", "Writes raft.db performed."},
 }
 
 // peerNamed are the keys raft also emits with the peer id appended to the

@@ -17,37 +17,55 @@ func scrapeMetrics(t *testing.T, s *cluster.Server) string {
 	return scrape(t, s.HTTPURL())
 }
 
-// A server alone in its process exposes raft's and raft-boltdb's metrics
+// A server alone in its process exposes raft's and its log store's metrics
 // under Prometheus conventions (checked by promlint, as promtool check
 // metrics does): snake_case, unit suffixes, _total on counters, HELP text.
+// Each store is started here, so the test does not depend on which other
+// tests of the process ran first (go-metrics is one global).
 func TestRaftMetricsFollowPrometheusConventions(t *testing.T) {
-	c := clustertest.Start(t, clustertest.Options{N: 1, Configure: func(i int, cfg *cluster.Config) {
-		cfg.MetricsAddr = "127.0.0.1:0"
-	}})
-	s := c.Leader()
-	cl := c.Client(s)
-	try(cl.RegisterBlobs(ctxT(t, time.Minute), &pb.HashesRequest{Hashes: hashes(0, 5)})).must(t)
-	body := scrapeMetrics(t, s)
-	for _, want := range []string{
-		"# HELP blobgc_raft_apply_total Log entries this server's raft accepted for appending as leader.",
-		"# TYPE blobgc_raft_apply_total counter",
-		"# TYPE blobgc_raft_commit_time_seconds histogram",
-		"# TYPE blobgc_raft_state_leader_total counter",
-		"blobgc_raft_boltdb_store_logs_seconds_count",
-		"# TYPE blobgc_raft_boltdb_log_batch_size_bytes histogram",
+	for _, tc := range []struct {
+		store string
+		want  []string
+	}{
+		{cluster.LogStoreWAL, []string{
+			"# HELP blobgc_raft_wal_log_appends_total Batches of log entries appended to the WAL (one fsync each).",
+			"# TYPE blobgc_raft_wal_log_entries_written_total counter",
+			"blobgc_raft_wal_log_entry_bytes_written_total",
+		}},
+		{cluster.LogStoreBoltDB, []string{
+			"blobgc_raft_boltdb_store_logs_seconds_count",
+			"# TYPE blobgc_raft_boltdb_log_batch_size_bytes histogram",
+		}},
 	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %q", want)
-		}
-	}
-	problems, err := promlint.New(strings.NewReader(body)).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		if strings.HasPrefix(p.Metric, "blobgc_") {
-			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-		}
+		t.Run(tc.store, func(t *testing.T) {
+			c := clustertest.Start(t, clustertest.Options{N: 1, Configure: func(i int, cfg *cluster.Config) {
+				cfg.MetricsAddr = "127.0.0.1:0"
+				cfg.LogStore = tc.store
+			}})
+			s := c.Leader()
+			cl := c.Client(s)
+			try(cl.RegisterBlobs(ctxT(t, time.Minute), &pb.HashesRequest{Hashes: hashes(0, 5)})).must(t)
+			body := scrapeMetrics(t, s)
+			for _, want := range append([]string{
+				"# HELP blobgc_raft_apply_total Log entries this server's raft accepted for appending as leader.",
+				"# TYPE blobgc_raft_apply_total counter",
+				"# TYPE blobgc_raft_commit_time_seconds histogram",
+				"# TYPE blobgc_raft_state_leader_total counter",
+			}, tc.want...) {
+				if !strings.Contains(body, want) {
+					t.Errorf("metrics lack %q", want)
+				}
+			}
+			problems, err := promlint.New(strings.NewReader(body)).Lint()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range problems {
+				if strings.HasPrefix(p.Metric, "blobgc_") {
+					t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+				}
+			}
+		})
 	}
 }
 
