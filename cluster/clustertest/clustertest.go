@@ -8,6 +8,7 @@ package clustertest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -78,7 +79,8 @@ func TestConfig(id, dir string) cluster.Config {
 	}
 }
 
-// Start starts and bootstraps a cluster of opts.N servers and waits for a
+// Start starts and bootstraps a cluster of opts.N servers, has one of them,
+// picked at random, campaign at once (testtiming.Campaign) and waits for a
 // leader. Servers are shut down when the test ends.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
@@ -113,6 +115,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	for i := range c.Configs {
 		c.startServer(i)
 	}
+	testtiming.Campaign(c.Servers[rand.IntN(len(c.Servers))].Raft())
 	c.Leader()
 	return c
 }
