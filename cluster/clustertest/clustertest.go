@@ -190,7 +190,9 @@ func (c *Cluster) Kill(i int) {
 }
 
 // Restart starts a stopped server again from its data directory, on the same
-// address.
+// address. When no running server leads (the whole cluster is being
+// restarted, or the leader was stopped), it campaigns at once
+// (testtiming.Campaign); otherwise it just rejoins.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	cfg := c.Configs[i]
@@ -214,6 +216,12 @@ func (c *Cluster) Restart(i int) {
 	}
 	c.Configs[i] = cfg
 	c.startServer(i)
+	for _, s := range c.Running() {
+		if s.IsLeader() {
+			return
+		}
+	}
+	testtiming.Campaign(c.Servers[i].Raft())
 }
 
 // Index returns the position of s in Servers.
