@@ -190,9 +190,9 @@ func (c *Cluster) Kill(i int) {
 }
 
 // Restart starts a stopped server again from its data directory, on the same
-// address. When no running server leads (the whole cluster is being
-// restarted, or the leader was stopped), it campaigns at once
-// (testtiming.Campaign); otherwise it just rejoins.
+// address. When that makes a majority of the servers run and none of them
+// leads (the whole cluster is being restarted, or the leader was stopped),
+// it campaigns at once (testtiming.Campaign); otherwise it just rejoins.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	cfg := c.Configs[i]
@@ -216,7 +216,11 @@ func (c *Cluster) Restart(i int) {
 	}
 	c.Configs[i] = cfg
 	c.startServer(i)
-	for _, s := range c.Running() {
+	running := c.Running()
+	if 2*len(running) <= len(c.Servers) {
+		return // no quorum yet: the next server restarted campaigns
+	}
+	for _, s := range running {
 		if s.IsLeader() {
 			return
 		}
