@@ -69,6 +69,7 @@ func TestRaftReplicationAndInstallSnapshot(t *testing.T) {
 	if err := nodes[0].raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
 		t.Fatal(err)
 	}
+	testtiming.Campaign(nodes[0].raft)
 	leaderOf := func(ns []*raftNode) *raftNode {
 		t.Helper()
 		var leader *raftNode

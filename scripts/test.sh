@@ -4,9 +4,8 @@
 #
 #   scripts/test.sh            the full run, container and chaos suites included
 #   scripts/test.sh --short    go test -short for the edit-test loop: skips the
-#                              container suite (system_test/docker), every
+#                              container suite (system_test/docker) and every
 #                              chaos scenario (TestChaos_*, TestProcChaos_*)
-#                              and the full role x method matrix
 #
 # BLOBGC_TEST_TIMEOUT_SCALE multiplies the raft timings and hang deadlines of
 # the tests (see internal/testtiming), e.g. 2 on a very slow machine.
@@ -17,7 +16,7 @@ short=false
 for arg in "$@"; do
 	case "$arg" in
 	--short) short=true ;;
-	-h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,/^[^#]/{/^#/p;}' "$0"; exit 0 ;;
 	*) echo "unknown argument: $arg" >&2; exit 2 ;;
 	esac
 done

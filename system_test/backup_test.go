@@ -14,6 +14,7 @@ import (
 // the same index, and the new cluster's time continues from the saved
 // cluster time.
 func TestSnapshotSaveRestore(t *testing.T) {
+	t.Parallel()
 	pc := startProcs(t, 3, testTimings)
 	c := pc.newClient()
 	ctx := ctxT(t, 2*time.Minute)

@@ -93,6 +93,7 @@ func expectRefusal(t *testing.T, dir, wantFile, wantText string) {
 // missing beside snapshots each stop the server with a one-line error that
 // names the file and what to do, never a stack dump or a new bootstrap.
 func TestDamagedDataDirRefusesToStart(t *testing.T) {
+	t.Parallel()
 	dir := usedDataDir(t, false)
 	db := filepath.Join(dir, "raft.db")
 	orig, err := os.ReadFile(db)
@@ -136,6 +137,7 @@ func TestDamagedDataDirRefusesToStart(t *testing.T) {
 
 // --discard-damaged-state moves the damaged state aside and starts.
 func TestDiscardDamagedState(t *testing.T) {
+	t.Parallel()
 	pc := startProcs(t, 1, testTimings, "--discard-damaged-state")
 	c := pc.newClient()
 	if _, err := c.RegisterBlobs(ctxT(t, time.Minute), hashesN(0, 1)); err != nil {
@@ -189,6 +191,7 @@ func copyDir(t *testing.T, from string) string {
 // error that names it, never a stack dump or a silent start without a log;
 // with --discard-damaged-state the server moves it aside and starts empty.
 func TestDamagedWALRefusesToStart(t *testing.T) {
+	t.Parallel()
 	dir := usedDataDir(t, false, "--log-store=wal")
 	meta := filepath.Join("wal", "wal-meta.db")
 	segments, err := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))

@@ -18,6 +18,7 @@ import (
 // every acknowledged write and takes writes again. While a quorum of the old
 // configuration still answers, the same start is refused.
 func TestRecoverFromLostQuorum(t *testing.T) {
+	t.Parallel()
 	pc := startProcs(t, 3, testTimings)
 	c := pc.newClient()
 	ctx := ctxT(t, 2*time.Minute)

@@ -39,6 +39,7 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 // Writes sent to followers apply everywhere; SIGKILL of the leader elects a
 // new one and writes continue; the killed server catches up after a restart.
 func TestFailoverAndFollowerWrites(t *testing.T) {
+	t.Parallel()
 	pc := startProcs(t, 3, testTimings)
 	all := pc.newClient()
 	leader := pc.waitLeader(all)
@@ -99,6 +100,7 @@ func TestFailoverAndFollowerWrites(t *testing.T) {
 // Every acknowledged write survives SIGKILL of every server and a restart;
 // SIGTERM shuts a server down cleanly.
 func TestRestartAllKeepsAcknowledgedWrites(t *testing.T) {
+	t.Parallel()
 	pc := startProcs(t, 3, testTimings)
 	c := pc.newClient()
 	pc.waitLeader(c)
@@ -180,6 +182,7 @@ func ptr[T any](v T) *T { return &v }
 
 // Bad input over the wire gets the right code and changes nothing.
 func TestBadInputOverTheWire(t *testing.T) {
+	t.Parallel()
 	pc := startProcs(t, 3, testTimings)
 	c := pc.newClient()
 	leader := pc.waitLeader(c)

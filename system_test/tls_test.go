@@ -29,6 +29,7 @@ func adminTLS(dir string) client.Option {
 // replicate and fail over over TLS; on SIGHUP they take up rotated
 // certificates from a new CA, and keep replicating with them.
 func TestTLSProcessesFailoverAndReload(t *testing.T) {
+	t.Parallel()
 	pki := t.TempDir()
 	tlsInit(t, pki)
 	pc := startProcsWith(t, 3, testTimings, func(p *proc) []string {

@@ -120,7 +120,8 @@ func testRaftConfig(id raft.ServerID, trailing uint64) *raft.Config {
 }
 
 // newCluster starts n raft servers on the gRPC transport (behind a shared
-// Faults table) with raft-boltdb stores and bootstraps them as one cluster.
+// Faults table) with raft-boltdb stores and bootstraps them as one cluster,
+// whose first election the bootstrapping server starts at once.
 func newCluster(t *testing.T, n int, pki *testPKI) *cluster {
 	return newClusterWith(&cluster{t: t, faults: NewFaults(), trailingLogs: 10, pki: pki}, n)
 }
@@ -136,6 +137,7 @@ func newClusterWith(c *cluster, n int) *cluster {
 	if err := f.Error(); err != nil {
 		t.Fatal(err)
 	}
+	testtiming.Campaign(c.nodes[0].raft)
 	return c
 }
 

@@ -11,7 +11,13 @@ import (
 )
 
 // faultPair is two wrapped transports that answer every vote and append.
+// Votes get the deadline of raft RPCs in tests unless cfg sets one: the
+// default second can pass on a loaded machine before a first call (which
+// dials) is answered.
 func faultPair(t *testing.T, cfg Config) (f *Faults, a, b raft.Transport, aAddr, bAddr raft.ServerAddress) {
+	if cfg.HeartbeatTimeout == 0 {
+		cfg.HeartbeatTimeout = testtiming.RPC()
+	}
 	f = NewFaults()
 	n1 := newNode(t, cfg)
 	n2 := newNode(t, cfg)

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -529,10 +530,9 @@ func TestTransport_InstallSnapshot(t *testing.T) {
 	for _, size := range []int64{0, 10, snapshotChunkSize - 1, snapshotChunkSize, snapshotChunkSize + 1, 3<<20 + 17, 64 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			data := make([]byte, size)
-			rng := rand.New(rand.NewPCG(uint64(size), 1))
-			for i := range data {
-				data[i] = byte(rng.Uint32())
-			}
+			var seed [32]byte
+			binary.LittleEndian.PutUint64(seed[:], uint64(size))
+			rand.NewChaCha8(seed).Read(data)
 			args := raft.InstallSnapshotRequest{
 				RPCHeader:       raft.RPCHeader{ProtocolVersion: 3, ID: []byte("leader-id"), Addr: []byte("kyle")},
 				SnapshotVersion: raft.SnapshotVersionMax, Term: 10, Leader: []byte("kyle"),

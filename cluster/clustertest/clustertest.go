@@ -8,6 +8,7 @@ package clustertest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -79,7 +80,8 @@ func TestConfig(id, dir string) cluster.Config {
 	}
 }
 
-// Start starts and bootstraps a cluster of opts.N servers and waits for a
+// Start starts and bootstraps a cluster of opts.N servers, has one of them,
+// picked at random, campaign at once (testtiming.Campaign) and waits for a
 // leader. Servers are shut down when the test ends.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
@@ -111,6 +113,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	for i := range c.Configs {
 		c.startServer(i)
 	}
+	testtiming.Campaign(c.Servers[rand.IntN(len(c.Servers))].Raft())
 	c.Leader()
 	return c
 }
@@ -185,7 +188,9 @@ func (c *Cluster) Kill(i int) {
 }
 
 // Restart starts a stopped server again from its data directory, on the same
-// address.
+// address. When that makes a majority of the servers run and none of them
+// leads (the whole cluster is being restarted, or the leader was stopped),
+// it campaigns at once (testtiming.Campaign); otherwise it just rejoins.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	cfg := c.Configs[i]
@@ -209,6 +214,16 @@ func (c *Cluster) Restart(i int) {
 	}
 	c.Configs[i] = cfg
 	c.startServer(i)
+	running := c.Running()
+	if 2*len(running) <= len(c.Servers) {
+		return // no quorum yet: the next server restarted campaigns
+	}
+	for _, s := range running {
+		if s.IsLeader() {
+			return
+		}
+	}
+	testtiming.Campaign(c.Servers[i].Raft())
 }
 
 // Index returns the position of s in Servers.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -54,5 +55,34 @@ func TestServerFlags(t *testing.T) {
 	t.Setenv(EnvScale, "3")
 	if got, want := ServerFlags()[0], "--heartbeat-timeout=600ms"; got != want {
 		t.Fatalf("with %s=3: %s, want %s", EnvScale, got, want)
+	}
+}
+
+// A server whose heartbeat timeout is an hour is elected at once after
+// Campaign: without it, the test would time out.
+func TestCampaignStartsAnElection(t *testing.T) {
+	c := raft.DefaultConfig()
+	c.LocalID = "a"
+	Configure(c)
+	c.HeartbeatTimeout, c.ElectionTimeout = time.Hour, time.Hour
+	c.Logger = hclog.NewNullLogger()
+	addr, trans := raft.NewInmemTransport("a")
+	store := raft.NewInmemStore()
+	r, err := raft.NewRaft(c, &raft.MockFSM{}, store, store, raft.NewInmemSnapshotStore(), trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown()
+	if err := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: "a", Address: addr}}}).Error(); err != nil {
+		t.Fatal(err)
+	}
+	Campaign(r)
+	select {
+	case <-r.LeaderCh():
+	case <-time.After(Hang()):
+		t.Fatalf("no election within %v of Campaign", Hang())
+	}
+	if got := r.ReloadableConfig().HeartbeatTimeout; got != time.Hour {
+		t.Fatalf("heartbeat timeout %v after Campaign, want it set back to 1h", got)
 	}
 }
