@@ -226,17 +226,35 @@ func TestRefusalBudgetThrottlesTheConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bad.Close()
-	for i := range 5 {
+	malformed := func() error {
 		var out []byte
-		err := bad.Invoke(ctx, pb.BlobGC_RegisterBlobs_FullMethodName, &rawproto.Malformed, &out, grpc.ForceCodecV2(rawproto.Codec{}))
-		wantCode(t, fmt.Sprintf("malformed call %d", i), err, codes.InvalidArgument, "malformed request")
+		return bad.Invoke(ctx, pb.BlobGC_RegisterBlobs_FullMethodName, &rawproto.Malformed, &out, grpc.ForceCodecV2(rawproto.Codec{}))
+	}
+	for i := range 5 {
+		wantCode(t, fmt.Sprintf("malformed call %d", i), malformed(), codes.InvalidArgument, "malformed request")
+	}
+	// A refusal is charged when the server has finished the call, which can
+	// be just after the client has its answer: the next call may still pass
+	// the tap. Two calls later the charge has long been made.
+	throttled := false
+	for i := 0; i < 3 && !throttled; i++ {
+		err := malformed()
+		if status.Code(err) == codes.ResourceExhausted {
+			wantCode(t, "malformed call on the exhausted connection", err, codes.ResourceExhausted, "too many refused calls on this connection")
+			throttled = true
+		} else {
+			wantCode(t, fmt.Sprintf("malformed call %d", 5+i), err, codes.InvalidArgument, "malformed request")
+		}
+	}
+	if !throttled {
+		t.Fatal("8 refused calls in a row, with a budget of 5, and the connection is not throttled")
 	}
 	_, err = pb.NewBlobGCClient(bad).RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 1)})
 	wantCode(t, "valid call on the exhausted connection", err, codes.ResourceExhausted, "too many refused calls on this connection")
 	if idx2, digest2 := c.WaitConverged(); idx2 != idx || digest2 != digest {
 		t.Fatalf("the throttled connection changed the state: index %d -> %d", idx, idx2)
 	}
-	if body := scrapeMetrics(t, leader); !strings.Contains(body, `blobgc_limit_refusals_total{limit="refusal_budget"} 1`) {
+	if body := scrapeMetrics(t, leader); !strings.Contains(body, `blobgc_limit_refusals_total{limit="refusal_budget"} 2`) {
 		t.Errorf("throttled call not counted:\n%s", grepLines(body, "blobgc_limit_refusals_total"))
 	}
 
