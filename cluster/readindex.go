@@ -10,12 +10,12 @@ import (
 )
 
 // leaderCheck lets concurrent linearizable reads and lease checks share one
-// VerifyLeader round. A read takes the commit index first and then needs a round that
-// starts after that; so a read joins the round that has not started yet,
-// never the one in flight. While a round runs, every read that arrives
-// joins the next one, which starts as soon as the current one ends: under
-// load one round serves many reads, and a lone read waits for one round,
-// as before.
+// round of leadership confirmation. A read takes the commit index first and
+// then needs a round that starts after that; so a read joins the round that
+// has not started yet, never the one in flight. While a round runs, every
+// read that arrives joins the next one, which starts as soon as the current
+// one ends: under load one round serves many reads, and a lone read waits
+// for one round.
 type leaderCheck struct {
 	// verify confirms leadership by requests sent at or after start
 	// (Server.confirmSince).
