@@ -11,12 +11,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/blobgc/blobgc/internal/testnet"
 )
 
 // With no server listening, a call with a dial timeout fails with an
 // UnreachableError that names every address, long before its deadline.
 func TestNoServerReachableNamesEveryAddress(t *testing.T) {
-	addrs := []string{deadAddr(t), deadAddr(t), deadAddr(t)}
+	addrs := []string{testnet.Addr(t), testnet.Addr(t), testnet.Addr(t)}
 	c := newTestClient(t, addrs, WithDialTimeout(200*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -41,7 +43,7 @@ func TestNoServerReachableNamesEveryAddress(t *testing.T) {
 // Without a dial timeout the call retries until its deadline, then says
 // that no server answered rather than returning the bare context error.
 func TestNoServerReachableAtDeadline(t *testing.T) {
-	addrs := []string{deadAddr(t), deadAddr(t)}
+	addrs := []string{testnet.Addr(t), testnet.Addr(t)}
 	c := newTestClient(t, addrs)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -56,7 +58,7 @@ func TestNoServerReachableAtDeadline(t *testing.T) {
 // short, since a server answers.
 func TestDialTimeoutNeedsEveryServerSilent(t *testing.T) {
 	live := startFake(t)
-	c := newTestClient(t, []string{deadAddr(t), deadAddr(t), live.addr}, WithDialTimeout(time.Nanosecond))
+	c := newTestClient(t, []string{testnet.Addr(t), testnet.Addr(t), live.addr}, WithDialTimeout(time.Nanosecond))
 	for i := 0; i < 5; i++ {
 		if _, err := c.Pin(context.Background(), hashesN(0, 1)); err != nil {
 			t.Fatalf("pin %d: %v", i, err)
@@ -119,7 +121,7 @@ func TestTimedOutServerIsSkipped(t *testing.T) {
 // as from a compose host) must not give up on its slow calls.
 func TestSlowCallToFollowerIsNotAbandoned(t *testing.T) {
 	follower, peer := startFake(t), startFake(t)
-	unreachableLeader := deadAddr(t)
+	unreachableLeader := testnet.Addr(t)
 	peer.leader = func() string { return unreachableLeader }
 	follower.answer = func(method string, n int, _ proto.Message) error {
 		if method == "Pin" {

@@ -41,14 +41,6 @@ func newTestClient(t *testing.T, servers []string, opts ...Option) *Client {
 	return c
 }
 
-// deadAddr returns a loopback address nobody listens on.
-func deadAddr(t *testing.T) string {
-	lis := testnet.Listen(t)
-	a := lis.Addr().String()
-	lis.Close()
-	return a
-}
-
 func TestNewValidatesAddresses(t *testing.T) {
 	if _, err := New(nil); err == nil {
 		t.Fatal("New(nil) succeeded")
@@ -116,7 +108,7 @@ func TestLearnsLeaderFromHeader(t *testing.T) {
 
 func TestSkipsDeadServer(t *testing.T) {
 	live := startFake(t)
-	c := newTestClient(t, []string{deadAddr(t), live.addr})
+	c := newTestClient(t, []string{testnet.Addr(t), live.addr})
 	for i := 0; i < 4; i++ {
 		if _, err := c.Pin(context.Background(), hashesN(0, 1)); err != nil {
 			t.Fatalf("pin %d: %v", i, err)

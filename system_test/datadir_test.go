@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testnet"
 )
 
 // runBlobgc runs the blobgc binary to completion (at most a minute) and
@@ -63,7 +64,7 @@ func usedDataDir(t *testing.T, snapshot bool, extra ...string) string {
 // with a one-line error naming wantFile.
 func expectRefusal(t *testing.T, dir, wantFile, wantText string) {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testnet.Addr(t)
 	_, stderr, err := runBlobgc(t, "server", "--insecure", "--id", "s1", "--data-dir", dir, "--listen", addr, "--peers", "s1="+addr)
 	if err == nil {
 		t.Fatalf("server started on a damaged data dir; stderr:\n%s", stderr)
@@ -242,7 +243,7 @@ func TestDamagedWALRefusesToStart(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		addr := freeAddr(t)
+		addr := testnet.Addr(t)
 		var stderr clustertest.SyncBuffer
 		cmd := exec.Command(blobgcBin, "server", "--insecure", "--id", "s1", "--data-dir", d, "--listen", addr, "--peers", "s1="+addr, "--discard-damaged-state")
 		cmd.Stderr = &stderr

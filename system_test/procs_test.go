@@ -66,11 +66,6 @@ type procCluster struct {
 	clientOpts []client.Option
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	return testnet.Addr(t)
-}
-
 // startProcs starts n server processes bootstrapping one cluster, without
 // TLS.
 func startProcs(t testing.TB, n int, tm timings, extra ...string) *procCluster {
@@ -104,7 +99,7 @@ func newProcsWith(t testing.TB, n int, tm timings, argsOf func(*proc) []string) 
 	var peers []string
 	base := t.TempDir()
 	for i := 0; i < n; i++ {
-		p := &proc{id: fmt.Sprintf("s%d", i+1), addr: freeAddr(t), dir: filepath.Join(base, fmt.Sprintf("s%d", i+1))}
+		p := &proc{id: fmt.Sprintf("s%d", i+1), addr: testnet.Addr(t), dir: filepath.Join(base, fmt.Sprintf("s%d", i+1))}
 		peers = append(peers, p.id+"="+p.addr)
 		pc.procs = append(pc.procs, p)
 	}

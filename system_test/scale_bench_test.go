@@ -13,6 +13,7 @@ import (
 	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/bench"
 	"github.com/blobgc/blobgc/client"
+	"github.com/blobgc/blobgc/internal/testnet"
 )
 
 // BenchmarkScale puts a real 3-server cluster (processes) at fleet scale:
@@ -90,7 +91,7 @@ func BenchmarkScale(b *testing.B) {
 	b.ReportMetric(time.Since(t0).Seconds(), "restart-catch-up-s")
 
 	// Join: a fourth server joins and catches up by snapshot.
-	p := &proc{id: "s4", addr: freeAddr(b), dir: b.TempDir() + "/s4"}
+	p := &proc{id: "s4", addr: testnet.Addr(b), dir: b.TempDir() + "/s4"}
 	p.args = []string{"server", "--id", p.id, "--data-dir", p.dir, "--listen", p.addr,
 		"--join", strings.Join(pc.addrs(), ","), "--cycle-interval=-1s", "--insecure"}
 	p.args = append(p.args, settings...)

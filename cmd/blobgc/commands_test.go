@@ -174,7 +174,7 @@ func TestCLIVersion(t *testing.T) {
 // command timeout), names every address and says where they come from,
 // with exit status 2.
 func TestCLINoServerReachable(t *testing.T) {
-	addrs := []string{deadLoopback(t), deadLoopback(t), deadLoopback(t)}
+	addrs := []string{testnet.Addr(t), testnet.Addr(t), testnet.Addr(t)}
 	_, _, code, err := runStreams(t, "members", "--servers", strings.Join(addrs, ","), "--dial-timeout", "300ms", "--timeout", "5m")
 	var ue *client.UnreachableError
 	if !errors.As(err, &ue) || code != exitUnreachable {
@@ -189,12 +189,6 @@ func TestCLINoServerReachable(t *testing.T) {
 	if !strings.Contains(msg, "set --servers or BLOBGC_SERVERS") {
 		t.Errorf("message does not suggest --servers: %s", msg)
 	}
-}
-
-// deadLoopback returns a loopback address nobody listens on.
-func deadLoopback(t *testing.T) string {
-	t.Helper()
-	return testnet.Addr(t)
 }
 
 // Servers reached through other addresses than those they advertise (a

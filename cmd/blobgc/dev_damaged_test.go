@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testnet"
 )
 
 // In dev, a server whose data dir is damaged is reported, and the other two
 // (a majority) run on.
 func TestDevRunsOnWithoutADamagedServer(t *testing.T) {
-	port := freePorts(t, 3)
+	port := testnet.Consecutive(t, 3)
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "s2"), 0o755); err != nil {
 		t.Fatal(err)

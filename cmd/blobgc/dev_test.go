@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
@@ -42,7 +43,7 @@ var devTimings = []string{"--heartbeat-timeout", "100ms", "--election-timeout", 
 // raft-boltdb's own metrics, each server its own: the one server whose
 // blobgc_raft_state says leader shows raft's leader-side commit times.
 func TestDevServersHaveTheirOwnRaftMetrics(t *testing.T) {
-	port := freePorts(t, 6) // API on the first three, metrics on the others
+	port := testnet.Consecutive(t, 6) // API on the first three, metrics on the others
 	dir := t.TempDir()
 	args := append([]string{"dev", "--port", fmt.Sprint(port), "--metrics-port", fmt.Sprint(port + 3), "--data-dir", dir, "--log-level", "info", "--log-store", "boltdb"}, devTimings...)
 	out, errOut, stop := startCmd(t, args...)
@@ -108,7 +109,7 @@ func TestDevServersStopWhenDevIsKilled(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("only Linux stops a child when its parent dies")
 	}
-	port := freePorts(t, 3)
+	port := testnet.Consecutive(t, 3)
 	dir := t.TempDir()
 	dev := startDevProcess(t, "--port", fmt.Sprint(port), "--data-dir", dir)
 	if ps := processesNaming(t, dir); len(ps) != 3 {
@@ -137,7 +138,7 @@ func TestDevServersStopWhenDevIsKilled(t *testing.T) {
 func TestDevStopsItsServersOnSIGTERM(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	dev := startDevProcess(t, "--port", fmt.Sprint(freePorts(t, 3)))
+	dev := startDevProcess(t, "--port", fmt.Sprint(testnet.Consecutive(t, 3)))
 	if ps := processesNaming(t, tmp); len(ps) != 3 {
 		t.Fatalf("want 3 server processes with data in %s, found %v", tmp, ps)
 	}

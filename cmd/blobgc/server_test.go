@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -16,37 +15,6 @@ import (
 	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	return testnet.Port(t)
-}
-
-// freePorts finds n consecutive free loopback ports.
-func freePorts(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := freePort(t)
-		ok := true
-		var ls []net.Listener
-		for i := 0; i < n && ok; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			ls = append(ls, l)
-		}
-		for _, l := range ls {
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no consecutive free ports")
-	return 0
-}
 
 // startCmd runs the CLI in the background until the returned stop is called;
 // stop returns the command's error.
@@ -81,7 +49,7 @@ func startCmd(t *testing.T, args ...string) (out *syncBuf, errOut *syncBuf, stop
 // writes (and does not bootstrap again).
 func TestServerCommandRestart(t *testing.T) {
 	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testnet.Port(t))
 	t.Setenv("BLOBGC_ID", "s1")
 	args := []string{"server", "--data-dir", dir, "--listen", addr, "--peers", "s1=" + addr,
 		"--heartbeat-timeout", "100ms", "--election-timeout", "100ms", "--leader-lease-timeout", "50ms",
@@ -182,7 +150,7 @@ func TestServerCommandBadFlags(t *testing.T) {
 }
 
 func TestDevCommand(t *testing.T) {
-	port := freePorts(t, 3)
+	port := testnet.Consecutive(t, 3)
 	dir := t.TempDir()
 	out, _, stop := startCmd(t, "dev", "--port", fmt.Sprint(port), "--metrics-port", "0", "--data-dir", dir,
 		"--heartbeat-timeout", "100ms", "--election-timeout", "100ms", "--leader-lease-timeout", "50ms")

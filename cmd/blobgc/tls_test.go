@@ -11,6 +11,7 @@ import (
 
 	"github.com/blobgc/blobgc/auth"
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
@@ -20,7 +21,7 @@ func TestTLSFlags(t *testing.T) {
 	dir, otherDir := t.TempDir(), t.TempDir()
 	mustRun(t, "", "tls", "init", "--dir", dir, "--servers", "s1", "--clients", "admin:alice")
 	mustRun(t, "", "tls", "init", "--dir", otherDir)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testnet.Port(t))
 	_, _, stop := startCmd(t, "server", "--id", "s1", "--data-dir", t.TempDir(), "--listen", addr, "--peers", "s1="+addr,
 		"--tls-cert", filepath.Join(dir, "server-s1.pem"), "--tls-key", filepath.Join(dir, "server-s1-key.pem"), "--tls-ca", filepath.Join(dir, "ca.pem"),
 		"--heartbeat-timeout", "100ms", "--election-timeout", "100ms", "--leader-lease-timeout", "50ms", "--log-level", "error")

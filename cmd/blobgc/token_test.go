@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/blobgc/blobgc/cluster/clustertest"
+	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testpki"
 )
 
@@ -30,7 +31,7 @@ func TestTokenCommandAndSIGHUP(t *testing.T) {
 		t.Fatalf("token file: %q", data)
 	}
 
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testnet.Port(t))
 	_, errOut, stop := startCmd(t, "server", "--id", "s1", "--data-dir", t.TempDir(), "--listen", addr, "--peers", "s1="+addr,
 		"--tls-cert", certs.ServerCert, "--tls-key", certs.ServerKey, "--tls-ca", certs.CA, "--token-file", tokens,
 		"--heartbeat-timeout", "100ms", "--election-timeout", "100ms", "--leader-lease-timeout", "50ms", "--log-level", "info")

@@ -44,8 +44,9 @@ func Listen(t testing.TB) net.Listener {
 	return nil
 }
 
-// Addr returns host:port of a loopback port that was free a moment ago, for
-// a server that a test starts in another process.
+// Addr returns host:port of a loopback port nobody listened on a moment
+// ago: for a server that a test starts in another process, or as an address
+// that refuses connections.
 func Addr(t testing.TB) string {
 	t.Helper()
 	l := Listen(t)
@@ -54,9 +55,35 @@ func Addr(t testing.TB) string {
 }
 
 // Port returns the number of a loopback port that was free a moment ago.
+// Successive calls return distinct ports.
 func Port(t testing.TB) int {
 	t.Helper()
 	l := Listen(t)
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Consecutive returns the first of n consecutive loopback ports that were
+// all free a moment ago (blobgc dev takes a first port and the next ones).
+func Consecutive(t testing.TB, n int) int {
+	t.Helper()
+	for range (last - first) / n {
+		base := first + (int(next.Add(uint32(n)))-n)%(last-first-n)
+		var ls []net.Listener
+		for i := range n {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				break
+			}
+			ls = append(ls, l)
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if len(ls) == n {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free loopback ports in %d-%d", n, first, last)
+	return 0
 }

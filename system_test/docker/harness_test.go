@@ -145,17 +145,9 @@ func randomHex(n int) string {
 // freePorts returns n distinct free loopback ports.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
 	ports := make([]int, n)
 	for i := range ports {
-		l := testnet.Listen(t)
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		ports[i] = testnet.Port(t)
 	}
 	return ports
 }
