@@ -361,3 +361,40 @@ func BenchmarkCycleSweep(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRegister1000: RegisterBlobs of 1,000 fresh hashes per entry,
+// decoded and applied through Apply, into a table that already holds
+// `known` blobs: the state machine's share of the cluster benchmark
+// BenchmarkRegister1000. At millions of blobs the table's slots and entries
+// no longer fit in the CPU caches, so this measures memory latency as much
+// as code.
+func BenchmarkRegister1000(b *testing.B) {
+	const per = 1000
+	for _, known := range []int{100_000, 5_000_000} {
+		b.Run(fmt.Sprintf("known=%d", known), func(b *testing.B) {
+			f, _ := benchState(b, known)
+			hs := make([]Hash, per)
+			next := uint64(known)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				for j := range hs {
+					hs[j] = hn(next)
+					next++
+				}
+				d, err := Encode(NewCommand(1, 0, &fsmpb.RegisterBlobs{Hashes: PackHashes(hs)}))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				r := f.Apply(&raft.Log{Index: f.st.applied + 1, Type: raft.LogCommand, Data: d}).(*Result)
+				if r.Err != nil || r.Changed != per {
+					b.Fatalf("%+v", r)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(per*b.N)/b.Elapsed().Seconds(), "hashes/s")
+		})
+	}
+}

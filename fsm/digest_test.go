@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"encoding/hex"
+	"math/bits"
 	"testing"
 
 	"github.com/blobgc/blobgc/fsm/fsmpb"
@@ -99,5 +101,45 @@ func BenchmarkRecomputeDigest(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		f.RecomputeDigest()
+	}
+}
+
+// elemHash is part of what servers compare: a change to it changes every
+// digest, so its values are fixed here. Each output also depends on every
+// input bit and on the length.
+func TestElemHash(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                  "28b499b046f5e567106b89952202541f7c085a4c0bc4b451d54e2f1cc7ac7e65",
+		"b":                 "9c3f5dbaeccc72cbf835a5f183fc2509dd5304ceb59079fe8432334a8e29233e",
+		"blobgc element 01": "5284085aeee4cb5a7ce2bb9914cf9ff977caf743ab3a9e4b24b0f239d2779f20",
+	} {
+		got := elemHash([]byte(in))
+		if hex.EncodeToString(got[:]) != want {
+			t.Errorf("elemHash(%q) = %x, want %s", in, got, want)
+		}
+	}
+	for _, size := range []int{1, 8, 17, 45, 49, 80} {
+		base := make([]byte, size)
+		for i := range base {
+			base[i] = byte(i*7 + size)
+		}
+		h0 := elemHash(base)
+		for bit := 0; bit < size*8; bit++ {
+			in := append([]byte(nil), base...)
+			in[bit/8] ^= 1 << (bit % 8)
+			h1 := elemHash(in)
+			diff := 0
+			for i := range h0 {
+				diff += bits.OnesCount8(h0[i] ^ h1[i])
+			}
+			// 128 of 256 bits on average; 80 is 6 standard deviations away.
+			if diff < 80 || diff > 176 {
+				t.Fatalf("%d bytes: flipping input bit %d changes %d of 256 output bits", size, bit, diff)
+			}
+		}
+	}
+	base := make([]byte, 48)
+	if elemHash(base[:48]) == elemHash(append(base[:48:48], 0)) {
+		t.Fatal("a trailing zero byte does not change the hash")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"unsafe"
 )
 
 // HashSize is the length of a content hash in bytes.
@@ -64,10 +65,11 @@ func UnpackHashes(b []byte) ([]Hash, error) {
 	return out, nil
 }
 
-// hashAt returns the i-th hash of a packed field whose length is known valid.
-func hashAt(b []byte, i int) (h Hash) {
-	copy(h[:], b[i*HashSize:(i+1)*HashSize])
-	return h
+// hashesOf views a packed field whose length is known valid as hashes,
+// without copying (a Hash is a byte array: any address is aligned for it).
+// The view shares packed's memory and is only read.
+func hashesOf(packed []byte) []Hash {
+	return unsafe.Slice((*Hash)(unsafe.Pointer(unsafe.SliceData(packed))), len(packed)/HashSize)
 }
 
 // cmpHash orders hashes bytewise, comparing the leading 8 bytes as an

@@ -221,8 +221,8 @@ const maxScratch = 1 << 16
 // sortedIDs appends to dst the ids of hs, inserting absent hashes, sorted
 // and without duplicates.
 func (s *state) sortedIDs(hs []Hash, dst []uint32) []uint32 {
-	for i := range hs {
-		if id, _, ok := s.tab.insert(&hs[i]); ok {
+	for _, h := range s.tab.inOrder(hs) {
+		if id, _, ok := s.tab.insert(&h); ok {
 			dst = append(dst, id)
 		}
 	}
@@ -294,15 +294,13 @@ func (s *state) applyDelta(n *node, r *fsmpb.Report) int {
 		{r.GetPinned(), r.GetRemovedPinned(), n.pinned, true},
 	} {
 		// Removals first: a hash both removed and added ends up present.
-		for i := 0; i < len(set.rem)/HashSize; i++ {
-			h := hashAt(set.rem, i)
+		for _, h := range s.tab.inOrder(hashesOf(set.rem)) {
 			if id, ok := s.tab.lookup(&h); ok && set.bm.CheckedRemove(id) {
 				s.addHold(n.id, id, set.pin, -1)
 				changed++
 			}
 		}
-		for i := 0; i < len(set.add)/HashSize; i++ {
-			h := hashAt(set.add, i)
+		for _, h := range s.tab.inOrder(hashesOf(set.add)) {
 			id, created, ok := s.tab.insert(&h)
 			if !ok {
 				continue

@@ -512,8 +512,7 @@ func (rr *recReader) hashList(count uint64, ascending bool, out []Hash) ([]Hash,
 		if len(p) == 0 || len(p)%HashSize != 0 || uint64(len(p)/HashSize) > count-got {
 			return nil, corrupt("hash batch of %d bytes with %d hashes outstanding", len(p), count-got)
 		}
-		for i := 0; i < len(p)/HashSize; i++ {
-			h := hashAt(p, i)
+		for _, h := range hashesOf(p) {
 			if ascending && got > 0 && h.Compare(prev) <= 0 {
 				return nil, corrupt("hashes not in strictly increasing order")
 			}

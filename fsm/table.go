@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/binary"
+	"iter"
 	"math/bits"
 )
 
@@ -68,6 +69,7 @@ type table struct {
 	gen    uint64
 	shards [numShards]*shard
 	n      int
+	warmed uint32 // keeps warm's loads from being optimised away; never read
 }
 
 func newTable() *table {
@@ -96,13 +98,8 @@ func (t *table) home(h *Hash) uint64 {
 	x ^= bits.RotateLeft64(binary.LittleEndian.Uint64(h[8:])*k2, 31)
 	x ^= bits.RotateLeft64(binary.LittleEndian.Uint64(h[16:])*k1, 17)
 	x ^= bits.RotateLeft64(binary.LittleEndian.Uint64(h[24:])*k2, 47)
-	// murmur3's 64-bit finaliser: every input bit reaches the top byte (the tag).
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	return x
+	// The finaliser carries every input bit to the top byte (the tag).
+	return fmix64(x)
 }
 
 func (s *shard) at(l uint32) *entry { return &s.pages[l>>pageBits].e[l&pageMask] }
@@ -133,6 +130,52 @@ func (t *table) lookup(h *Hash) (uint32, bool) {
 			}
 		}
 	}
+}
+
+// warmChunk is how many hashes warm loads ahead of the lookups: their slot
+// and entry lines (64 B each) stay well inside a core's L2 cache.
+const warmChunk = 256
+
+// inOrder yields hs in order, calling warm on each chunk of warmChunk hashes
+// before yielding it. Loops over a command's hashes use it in place of a
+// plain range.
+func (t *table) inOrder(hs []Hash) iter.Seq2[int, Hash] {
+	return func(yield func(int, Hash) bool) {
+		for lo := 0; lo < len(hs); lo += warmChunk {
+			hi := min(len(hs), lo+warmChunk)
+			t.warm(hs[lo:hi])
+			for i := lo; i < hi; i++ {
+				if !yield(i, hs[i]) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// warm loads, for each of hs, the slot where its probe starts and then,
+// where that slot's tag matches, the entry it names. These loads do not
+// depend on one another, so the CPU overlaps their cache misses and the
+// lookups that follow find the lines in cache. With millions of blobs the
+// slots and entries are far larger than the caches, and a lookup on its
+// own is a cache (and TLB) miss: the largest single cost of applying a
+// batch. warm changes nothing.
+func (t *table) warm(hs []Hash) {
+	var sink uint32
+	for i := range hs {
+		if s := t.shards[hs[i][0]]; len(s.slots) > 0 {
+			sink += s.slots[t.home(&hs[i])&uint64(len(s.slots)-1)]
+		}
+	}
+	for i := range hs {
+		if s := t.shards[hs[i][0]]; len(s.slots) > 0 {
+			hv := t.home(&hs[i])
+			if v := s.slots[hv&uint64(len(s.slots)-1)]; v != 0 && v&^slotLocal == tag(hv) {
+				sink += uint32(s.at(v&slotLocal - 1).hash[1])
+			}
+		}
+	}
+	t.warmed = sink
 }
 
 // get returns the entry for reading only.
