@@ -27,6 +27,7 @@ type cyclePlan struct {
 	reporting int
 	belowMin  bool
 	changes   []statusChange
+	dirty     []uint32 // the dirty list, grouped by shard (byShard)
 	newUnref  []uint32 // planned UNREFERENCED(now), in change order
 	fifoEnd   int      // FIFO items examined (consumed on commit)
 	newly     []uint32 // ids to mark, sorted by hash on commit
@@ -94,7 +95,8 @@ func (s *state) plan(now int64) *cyclePlan {
 	p.changes = make([]statusChange, 0, len(s.dirty))
 	// The dirty list holds each id at most once (the flag is set exactly
 	// while the id is listed), so nothing is visited twice.
-	for _, id := range s.dirty {
+	p.dirty = byShard(s.dirty)
+	for _, id := range p.dirty {
 		if s.tab.valid(id) {
 			if e := s.tab.get(id); e.flags&flagDirty != 0 {
 				visit(id, e)
@@ -172,6 +174,33 @@ func (s *state) plan(now int64) *cyclePlan {
 	return p
 }
 
+// byShard returns ids grouped by shard in shard order, keeping their order
+// within a shard (a counting sort on the shard byte). A large dirty list,
+// such as the first cycle's after a bulk registration, then walks each
+// shard's entry pages in order instead of jumping to another shard at every
+// id. The order of a cycle's changes is not part of the state: statuses,
+// counts and the digest do not depend on it, and FIFO items that share a
+// time become eligible together. Short lists are returned as they are.
+func byShard(ids []uint32) []uint32 {
+	if len(ids) < 1<<12 {
+		return ids
+	}
+	var next [numShards + 1]int
+	for _, id := range ids {
+		next[id>>localBits+1]++
+	}
+	for i := 1; i <= numShards; i++ {
+		next[i] += next[i-1]
+	}
+	out := make([]uint32, len(ids))
+	for _, id := range ids {
+		si := id >> localBits
+		out[next[si]] = id
+		next[si]++
+	}
+	return out
+}
+
 func mergeSorted(a, b []Hash) []Hash {
 	if len(b) == 0 {
 		return a
@@ -223,8 +252,13 @@ func (s *state) commitCycle(p *cyclePlan, wall int64, by string) *CycleResult {
 			s.unref = append(s.unref, unrefItem{since: c.since, id: c.id})
 		}
 	}
-	for _, id := range s.dirty {
+	// p.dirty is the list as planned; dropping stale nodes above listed
+	// more ids after it.
+	for _, id := range p.dirty {
 		s.tab.clearFlag(id, flagDirty) // free entries keep the flag too
+	}
+	for _, id := range s.dirty[len(p.dirty):] {
+		s.tab.clearFlag(id, flagDirty)
 	}
 	s.dirty = s.dirty[:0]
 	if p.skipped == "" {
