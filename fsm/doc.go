@@ -148,14 +148,16 @@
 // Digest costs O(1): the state is a set of elements (a blob or tombstone,
 // a provenance record, a node's report header, each hash of a node's sets,
 // a stage and each staged hash, a history event, a remembered cycle
-// request), each hashed with SHA-256, and the state keeps their sum mod
-// 2^256, updated as elements change (a command's blob changes are settled
-// when it ends). Digest hashes that sum with the applied index, times,
-// config and sequence counters. It covers everything a snapshot holds, so
-// two servers that applied the same log have equal digests and states that
-// differ have different ones. RecomputeDigest computes the same value from
-// scratch in O(state), to check the incremental one. Keeping it costs about
-// one SHA-256 block per reference change and two per status change.
+// request), each hashed to 256 bits by elemHash (fast, not cryptographic),
+// and the state keeps their sum mod 2^256, updated as elements change (a
+// command's blob changes are settled when it ends). Digest hashes that sum
+// with the applied index, times, config and sequence counters (SHA-256). It
+// covers everything a snapshot holds, so two servers that applied the same
+// log have equal digests, and states that differ through a bug or damage
+// have different ones (it guards against accidents, not crafted input).
+// RecomputeDigest computes the same value from scratch in O(state), to check
+// the incremental one. Keeping it costs one element hash per reference
+// change and two per status change.
 //
 // # Concurrency
 //
