@@ -37,12 +37,13 @@ func benchRegistered(known int) (*FSM, []Hash) {
 	const batch = 1 << 15
 	for i := 0; i < known; i += batch {
 		s.register(PackHashes(hs[i:min(known, i+batch)]))
+		s.settleDigest() // as at the end of each command
 	}
 	per := known / 20
 	for n := 0; n < 10; n++ {
 		s.replaceSets(fmt.Sprintf("node-%02d", n), hs[n*per:(n+1)*per], nil, 1, 0, 0, 0)
+		s.settleDigest()
 	}
-	s.settleDigest()
 	s.applied = 1
 	return f, hs
 }
