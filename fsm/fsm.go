@@ -303,7 +303,7 @@ func (s *state) maybeFree(id uint32, e *entry) {
 // ---- commands ----
 
 func (s *state) register(packed []byte) (changed int) {
-	for _, h := range s.tab.inOrder(hashesOf(packed)) {
+	for h := range s.tab.inOrder(hashesOf(packed)) {
 		id, _, ok := s.tab.insert(&h)
 		if !ok {
 			continue // shard full: cannot happen below 4G blobs
@@ -327,7 +327,7 @@ func (s *state) register(packed []byte) (changed int) {
 
 func (s *state) pin(packed []byte, by string) (int, *Error) {
 	hs := hashesOf(packed)
-	for _, h := range s.tab.inOrder(hs) {
+	for h := range s.tab.inOrder(hs) {
 		if id, ok := s.tab.lookup(&h); ok {
 			if st := Status(s.tab.get(id).status); st == StatusDeleting || st == StatusCollected {
 				return 0, errf(CodeFailedPrecondition, "blob %s is %s: it can no longer be pinned (register it again to re-upload)", h, st)
@@ -335,7 +335,7 @@ func (s *state) pin(packed []byte, by string) (int, *Error) {
 		}
 	}
 	changed := 0
-	for _, h := range s.tab.inOrder(hs) {
+	for h := range s.tab.inOrder(hs) {
 		id, _, ok := s.tab.insert(&h)
 		if !ok {
 			continue
@@ -355,7 +355,7 @@ func (s *state) pin(packed []byte, by string) (int, *Error) {
 }
 
 func (s *state) unpin(packed []byte) (changed int) {
-	for _, h := range s.tab.inOrder(hashesOf(packed)) {
+	for h := range s.tab.inOrder(hashesOf(packed)) {
 		id, ok := s.tab.lookup(&h)
 		if !ok {
 			continue
@@ -389,7 +389,7 @@ func claimable(e *entry) bool {
 }
 
 func (s *state) claim(packed []byte, by string, now int64) (granted []Hash, changed int) {
-	for _, h := range s.tab.inOrder(hashesOf(packed)) {
+	for h := range s.tab.inOrder(hashesOf(packed)) {
 		id, ok := s.tab.lookup(&h)
 		if !ok {
 			continue
@@ -410,7 +410,7 @@ func (s *state) claim(packed []byte, by string, now int64) (granted []Hash, chan
 }
 
 func (s *state) confirm(packed []byte, by string, now int64) (changed int) {
-	for _, h := range s.tab.inOrder(hashesOf(packed)) {
+	for h := range s.tab.inOrder(hashesOf(packed)) {
 		id, ok := s.tab.lookup(&h)
 		if !ok || Status(s.tab.get(id).status) != StatusDeleting {
 			continue

@@ -252,7 +252,7 @@ func (f *FSM) ClaimIsNoop(packed []byte) (granted []Hash, noop bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.st
-	for _, h := range s.tab.inOrder(hashesOf(packed)) {
+	for h := range s.tab.inOrder(hashesOf(packed)) {
 		id, ok := s.tab.lookup(&h)
 		if !ok {
 			continue
@@ -274,7 +274,7 @@ func (f *FSM) ConfirmIsNoop(packed []byte) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.st
-	for _, h := range s.tab.inOrder(hashesOf(packed)) {
+	for h := range s.tab.inOrder(hashesOf(packed)) {
 		if id, ok := s.tab.lookup(&h); ok && Status(s.tab.get(id).status) == StatusDeleting {
 			return false
 		}

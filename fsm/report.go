@@ -221,7 +221,7 @@ const maxScratch = 1 << 16
 // sortedIDs appends to dst the ids of hs, inserting absent hashes, sorted
 // and without duplicates.
 func (s *state) sortedIDs(hs []Hash, dst []uint32) []uint32 {
-	for _, h := range s.tab.inOrder(hs) {
+	for h := range s.tab.inOrder(hs) {
 		if id, _, ok := s.tab.insert(&h); ok {
 			dst = append(dst, id)
 		}
@@ -294,13 +294,13 @@ func (s *state) applyDelta(n *node, r *fsmpb.Report) int {
 		{r.GetPinned(), r.GetRemovedPinned(), n.pinned, true},
 	} {
 		// Removals first: a hash both removed and added ends up present.
-		for _, h := range s.tab.inOrder(hashesOf(set.rem)) {
+		for h := range s.tab.inOrder(hashesOf(set.rem)) {
 			if id, ok := s.tab.lookup(&h); ok && set.bm.CheckedRemove(id) {
 				s.addHold(n.id, id, set.pin, -1)
 				changed++
 			}
 		}
-		for _, h := range s.tab.inOrder(hashesOf(set.add)) {
+		for h := range s.tab.inOrder(hashesOf(set.add)) {
 			id, created, ok := s.tab.insert(&h)
 			if !ok {
 				continue

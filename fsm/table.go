@@ -139,13 +139,13 @@ const warmChunk = 256
 // inOrder yields hs in order, calling warm on each chunk of warmChunk hashes
 // before yielding it. Loops over a command's hashes use it in place of a
 // plain range.
-func (t *table) inOrder(hs []Hash) iter.Seq2[int, Hash] {
-	return func(yield func(int, Hash) bool) {
+func (t *table) inOrder(hs []Hash) iter.Seq[Hash] {
+	return func(yield func(Hash) bool) {
 		for lo := 0; lo < len(hs); lo += warmChunk {
 			hi := min(len(hs), lo+warmChunk)
 			t.warm(hs[lo:hi])
-			for i := lo; i < hi; i++ {
-				if !yield(i, hs[i]) {
+			for _, h := range hs[lo:hi] {
+				if !yield(h) {
 					return
 				}
 			}
