@@ -282,6 +282,8 @@ func TestQueriesConcurrentWithApply(t *testing.T) {
 				h.f.History(0, 5)
 				h.f.DryRunCycle(0)
 				h.f.Digest()
+				h.f.ClaimIsNoop(PackHashes(hs[:300]))
+				h.f.ConfirmIsNoop(PackHashes(hs[:300]))
 			}
 		}()
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"iter"
 	"math/bits"
+	"sync/atomic"
 )
 
 // The blob table: 256 shards selected by the first hash byte. Each shard is
@@ -69,7 +70,6 @@ type table struct {
 	gen    uint64
 	shards [numShards]*shard
 	n      int
-	warmed uint32 // keeps warm's loads from being optimised away; never read
 }
 
 func newTable() *table {
@@ -175,8 +175,13 @@ func (t *table) warm(hs []Hash) {
 			}
 		}
 	}
-	t.warmed = sink
+	warmSink.Store(sink)
 }
+
+// warmSink receives warm's loads so that the compiler keeps them; it is never
+// read. It is atomic because queries warm too, concurrently, under the read
+// lock.
+var warmSink atomic.Uint32
 
 // get returns the entry for reading only.
 func (t *table) get(id uint32) *entry {
