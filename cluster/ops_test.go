@@ -13,6 +13,7 @@ import (
 	"github.com/blobgc/blobgc/cluster/clustertest"
 	"github.com/blobgc/blobgc/internal/testnet"
 	"github.com/blobgc/blobgc/internal/testtiming"
+	"github.com/hashicorp/raft"
 )
 
 // Every acknowledged write survives a restart of every server, through
@@ -131,6 +132,41 @@ func TestJoinAndRemoveServer(t *testing.T) {
 		t.Errorf("remove unknown: %v", err)
 	}
 	c.WaitConverged()
+}
+
+// Removing the leader: it commits its own removal and steps down to a
+// follower outside the configuration, and raft stays up until the server is
+// stopped, so Shutdown waits for raft's goroutines before it closes the
+// stores (with raft's ShutdownOnRemove, raft stopped itself and Shutdown
+// returned at once). The other two elect a leader and take writes.
+func TestRemoveTheLeader(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{N: 3})
+	ctx := ctxT(t, testtiming.Hang())
+	old := c.Leader()
+	try(c.Client(old).RegisterBlobs(ctx, &pb.HashesRequest{Hashes: hashes(0, 3)})).must(t)
+	// The answer may be lost as the leader steps down.
+	if _, err := c.Client(old).RemoveServer(ctx, &pb.RemoveServerRequest{Id: old.ID()}); err != nil && codeOf(err) != "Unavailable" {
+		t.Fatalf("remove the leader: %v", err)
+	}
+	c.Eventually(testtiming.Hang(), "the removed leader steps down", func() bool { return !old.IsLeader() })
+	if st := old.Raft().State(); st != raft.Follower {
+		t.Fatalf("the removed leader's raft is %v, want Follower until it is stopped", st)
+	}
+	if err := old.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown of the removed leader: %v", err)
+	}
+	c.Stop(c.Index(old))
+	nl := c.Leader()
+	m := try(c.Client(nl).Members(ctx, &pb.MembersRequest{})).must(t)
+	if len(m.Members) != 2 {
+		t.Fatalf("after removing the leader: %d members", len(m.Members))
+	}
+	for _, x := range m.Members {
+		if x.Id == old.ID() {
+			t.Fatalf("%s still a member", old.ID())
+		}
+	}
+	try(c.Client(nl).Pin(ctx, &pb.HashesRequest{Hashes: hashes(0, 1)})).must(t)
 }
 
 func TestLeadershipTransfer(t *testing.T) {

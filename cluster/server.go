@@ -215,6 +215,12 @@ func New(cfg Config) (_ *Server, err error) {
 	// waiting for them when the session ends (waitApplied).
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = cfg.MaxAppendEntries
+	// A leader that commits its own removal steps down and stays up outside
+	// the configuration until the server is stopped (as a removed follower
+	// does). With raft's default it shut itself down without waiting for
+	// its goroutines, and Shutdown, finding raft already stopped, closed
+	// the stores under them.
+	rc.ShutdownOnRemove = false
 	rc.NotifyCh = s.notifyCh
 	rc.Logger = s.log.Named("raft")
 	if err := raft.ValidateConfig(rc); err != nil {
