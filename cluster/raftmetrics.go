@@ -111,6 +111,12 @@ var raftMetricSpecs = map[string]raftMetricSpec{
 	"raft.boltdb.txstats.spillTime":        {"seconds", "Time raft.db spent spilling."},
 	"raft.boltdb.txstats.writeTime":        {"seconds", "Time raft.db spent writing."},
 	"raft.boltdb.txstats.cursorCount":      {"", "Cursors raft.db created."},
+	"raft.boltdb.txstats.nodeCount":        {"", "Nodes raft.db allocated."},
+	"raft.boltdb.txstats.nodeDeref":        {"", "Node dereferences in raft.db."},
+	"raft.boltdb.txstats.rebalance":        {"", "Node rebalances in raft.db."},
+	"raft.boltdb.txstats.spill":            {"", "Nodes raft.db spilled."},
+	"raft.boltdb.txstats.split":            {"", "Nodes raft.db split."},
+	"raft.boltdb.txstats.write":            {"", "Writes raft.db performed."},
 	// raft-wal, the default log store (wal/ in the data dir).
 	"raft.wal.log_appends":              {"", "Batches of log entries appended to the WAL (one fsync each)."},
 	"raft.wal.log_entries_written":      {"", "Log entries written to the WAL."},
@@ -123,12 +129,6 @@ var raftMetricSpecs = map[string]raftMetricSpec{
 	"raft.wal.stable_gets":              {"", "Reads of the WAL's stable store (unused: raft.db is the stable store)."},
 	"raft.wal.stable_sets":              {"", "Writes of the WAL's stable store (unused: raft.db is the stable store)."},
 	"raft.wal.last_segment_age_seconds": {"", "Seconds between the creation and sealing of the last full WAL segment: how fast writes fill the disk."},
-	"raft.boltdb.txstats.nodeCount":     {"", "Nodes raft.db allocated."},
-	"raft.boltdb.txstats.nodeDeref":     {"", "Node dereferences in raft.db."},
-	"raft.boltdb.txstats.rebalance":     {"", "Node rebalances in raft.db."},
-	"raft.boltdb.txstats.spill":         {"", "Nodes raft.db spilled."},
-	"raft.boltdb.txstats.split":         {"", "Nodes raft.db split."},
-	"raft.boltdb.txstats.write":         {"", "Writes raft.db performed."},
 }
 
 // peerNamed are the keys raft also emits with the peer id appended to the

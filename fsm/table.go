@@ -153,24 +153,25 @@ func (t *table) inOrder(hs []Hash) iter.Seq[Hash] {
 	}
 }
 
-// warm loads, for each of hs, the slot where its probe starts and then,
-// where that slot's tag matches, the entry it names. These loads do not
-// depend on one another, so the CPU overlaps their cache misses and the
-// lookups that follow find the lines in cache. With millions of blobs the
-// slots and entries are far larger than the caches, and a lookup on its
-// own is a cache (and TLB) miss: the largest single cost of applying a
-// batch. warm changes nothing.
+// warm loads, for each of hs (at most warmChunk), the slot where its probe
+// starts and then, where that slot's tag matches, the entry it names. These
+// loads do not depend on one another, so the CPU overlaps their cache misses
+// and the lookups that follow find the lines in cache. With millions of
+// blobs the slots and entries are far larger than the caches, and a lookup
+// on its own is a cache (and TLB) miss: the largest single cost of applying
+// a batch. warm changes nothing.
 func (t *table) warm(hs []Hash) {
+	var hv [warmChunk]uint64
 	var sink uint32
 	for i := range hs {
+		hv[i] = t.home(&hs[i])
 		if s := t.shards[hs[i][0]]; len(s.slots) > 0 {
-			sink += s.slots[t.home(&hs[i])&uint64(len(s.slots)-1)]
+			sink += s.slots[hv[i]&uint64(len(s.slots)-1)]
 		}
 	}
 	for i := range hs {
 		if s := t.shards[hs[i][0]]; len(s.slots) > 0 {
-			hv := t.home(&hs[i])
-			if v := s.slots[hv&uint64(len(s.slots)-1)]; v != 0 && v&^slotLocal == tag(hv) {
+			if v := s.slots[hv[i]&uint64(len(s.slots)-1)]; v != 0 && v&^slotLocal == tag(hv[i]) {
 				sink += uint32(s.at(v&slotLocal - 1).hash[1])
 			}
 		}
