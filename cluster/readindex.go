@@ -69,28 +69,36 @@ func (lc *leaderCheck) run() {
 	}
 }
 
-// errNotConfirmed: raft's VerifyLeader succeeded, but not on answers to
-// requests sent since the round started (see transport.Ack).
+// errNotConfirmed: no quorum accepted, within ElectionTimeout, requests sent
+// since the round started (see transport.Ack).
 var errNotConfirmed = errors.New("no quorum accepted a request sent since the check started")
 
 // confirmSince returns nil once a quorum of voters accepted, at this
 // server's term, AppendEntries requests that were sent at or after since.
-// VerifyLeader makes raft send heartbeats now; its own answer is not enough,
-// since it may count answers to requests sent before a stall.
+// It asks raft to send heartbeats now (VerifyLeader) but does not wait for
+// raft's answer: that answer may count replies to requests sent before a
+// stall, and a round must not hang on it, since every read on this server
+// waits for the round. The acks decide, within ElectionTimeout; losing the
+// session ends the wait at once.
 func (s *Server) confirmSince(since time.Time) error {
-	term := s.raft.CurrentTerm()
-	if err := s.raft.VerifyLeader().Error(); err != nil {
-		return err
+	s.mu.Lock()
+	ss, changed := s.sess, s.sessChanged
+	s.mu.Unlock()
+	if ss == nil {
+		return raft.ErrNotLeader
 	}
+	s.raft.VerifyLeader()
 	timer := time.NewTimer(s.cfg.ElectionTimeout)
 	defer timer.Stop()
 	for {
 		recorded := s.trans.AckRecorded()
-		if s.quorumAckedSince(term, since) {
+		if s.quorumAckedSince(ss.term, since) {
 			return nil
 		}
 		select {
 		case <-recorded:
+		case <-changed:
+			return raft.ErrLeadershipLost
 		case <-timer.C:
 			return errNotConfirmed
 		case <-s.shutdownCh:
