@@ -14,10 +14,13 @@ import (
 // prefix of the UNREFERENCED FIFO whose grace period has expired. Building
 // Eligible walks the MARKED set. Nothing is proportional to the known blobs.
 
+// statusChange is a planned change to a status other than UNREFERENCED;
+// those are listed in cyclePlan.newUnref as bare ids, since they all start
+// at the cycle's time. The first cycle after a bulk registration plans
+// millions of them, and fresh memory is most of what such a cycle pays.
 type statusChange struct {
-	id    uint32
-	to    Status
-	since int64
+	id uint32
+	to uint8 // a Status
 }
 
 type cyclePlan struct {
@@ -29,7 +32,7 @@ type cyclePlan struct {
 	changes   []statusChange
 	dirty     []uint32 // the dirty list, grouped by shard (byShard)
 	newUnref  []uint32 // planned UNREFERENCED(now), in change order
-	fifoEnd   int      // FIFO items examined (consumed on commit)
+	fifoEnd   int      // FIFO runs examined (consumed on commit)
 	newly     []uint32 // ids to mark, sorted by hash on commit
 	newlyHash []Hash   // sorted
 	skipped   string
@@ -81,18 +84,17 @@ func (s *state) plan(now int64) *cyclePlan {
 		if !trackedStatus(e.status) {
 			return
 		}
-		to := target(id, e)
-		if to == Status(e.status) {
-			return
-		}
-		c := statusChange{id: id, to: to}
-		if to == StatusUnreferenced {
-			c.since = now
+		switch to := target(id, e); to {
+		case Status(e.status):
+		case StatusUnreferenced:
 			p.newUnref = append(p.newUnref, id)
+		default:
+			p.changes = append(p.changes, statusChange{id: id, to: uint8(to)})
 		}
-		p.changes = append(p.changes, c)
 	}
-	p.changes = make([]statusChange, 0, len(s.dirty))
+	// Most dirty blobs of a large cycle become UNREFERENCED (a bulk
+	// registration), so that list gets the dirty list's length at once.
+	p.newUnref = make([]uint32, 0, len(s.dirty))
 	// The dirty list holds each id at most once (the flag is set exactly
 	// while the id is listed), so nothing is visited twice.
 	p.dirty = byShard(s.dirty)
@@ -119,26 +121,29 @@ func (s *state) plan(now int64) *cyclePlan {
 		p.counts[s.tab.get(c.id).status]--
 		p.counts[c.to]++
 	}
+	for _, id := range p.newUnref {
+		p.counts[s.tab.get(id).status]--
+		p.counts[StatusUnreferenced]++
+	}
 	// Newly eligible: FIFO prefix whose grace expired, still UNREFERENCED
 	// with the same since; then blobs becoming UNREFERENCED now if grace is 0.
 	grace := int64(s.config.GracePeriod)
 	i := s.unrefHead
-	for ; i < len(s.unref); i++ {
-		it := s.unref[i]
-		if now-it.since < grace {
-			break
+	for ; i < len(s.unref) && now-s.unref[i].since >= grace; i++ {
+		run := &s.unref[i]
+		for _, id := range run.ids {
+			if !s.tab.valid(id) {
+				continue
+			}
+			e := s.tab.get(id)
+			if Status(e.status) != StatusUnreferenced || e.since != run.since {
+				continue
+			}
+			if target(id, e) != StatusUnreferenced {
+				continue
+			}
+			p.newly = append(p.newly, id)
 		}
-		if !s.tab.valid(it.id) {
-			continue
-		}
-		e := s.tab.get(it.id)
-		if Status(e.status) != StatusUnreferenced || e.since != it.since {
-			continue
-		}
-		if target(it.id, e) != StatusUnreferenced {
-			continue
-		}
-		p.newly = append(p.newly, it.id)
 	}
 	p.fifoEnd = i
 	if grace <= 0 {
@@ -250,16 +255,27 @@ func (s *state) commitCycle(p *cyclePlan, wall int64, by string) *CycleResult {
 	if p.belowMin {
 		return res
 	}
-	for i, c := range p.changes {
-		if i%settleEvery == settleEvery-1 {
+	changed := 0
+	change := func(id uint32, to Status) *entry {
+		if changed++; changed%settleEvery == 0 {
 			s.settleDigest() // keeps the touched list short when a cycle changes millions
 		}
-		e := s.mutBlob(c.id)
-		s.setStatus(e, c.to)
-		if c.to == StatusUnreferenced {
-			e.since = c.since
-			s.unref = append(s.unref, unrefItem{since: c.since, id: c.id})
+		e := s.mutBlob(id)
+		s.setStatus(e, to)
+		return e
+	}
+	for _, c := range p.changes {
+		change(c.id, Status(c.to))
+	}
+	for _, id := range p.newUnref {
+		change(id, StatusUnreferenced).since = p.now
+	}
+	if len(p.newUnref) > 0 {
+		ids := p.newUnref
+		if cap(ids) > 2*len(ids)+64 {
+			ids = slices.Clone(ids) // do not keep a long dirty list's capacity
 		}
+		s.unref = append(s.unref, unrefRun{since: p.now, ids: ids})
 	}
 	// p.dirty is the list as planned; dropping stale nodes above listed
 	// more ids after it.
@@ -271,6 +287,7 @@ func (s *state) commitCycle(p *cyclePlan, wall int64, by string) *CycleResult {
 	}
 	s.dirty = s.dirty[:0]
 	if p.skipped == "" {
+		clear(s.unref[s.unrefHead:p.fifoEnd]) // frees the consumed runs' ids
 		s.unrefHead = p.fifoEnd
 		for _, id := range p.newly {
 			s.setStatus(s.mutBlob(id), StatusMarked)
@@ -292,7 +309,7 @@ func (s *state) commitCycle(p *cyclePlan, wall int64, by string) *CycleResult {
 
 func (s *state) compactUnref() {
 	if s.unrefHead > 1024 && s.unrefHead*2 > len(s.unref) {
-		s.unref = append([]unrefItem(nil), s.unref[s.unrefHead:]...)
+		s.unref = append([]unrefRun(nil), s.unref[s.unrefHead:]...)
 		s.unrefHead = 0
 	}
 }

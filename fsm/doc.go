@@ -112,12 +112,14 @@
 // later finds their counts. Reference and pin counts are maintained as
 // reports apply, so a delta costs O(its size) and a full report O(its size
 // + the previous sets' size). At 10M blobs and 10 nodes x 500k references
-// the heap is about 85 bytes per blob, references included.
+// the heap is about 81 bytes per blob, references included.
 //
 // Whenever a blob's reference or pin count crosses zero, or it is
 // registered, pinned or unpinned, it joins a dirty list (a flag in the entry
 // keeps it there once). UNREFERENCED blobs sit in a FIFO ordered by since
-// (non-decreasing, as cluster time is), validated lazily against the entry.
+// (non-decreasing, as cluster time is), validated lazily against the entry:
+// one run of ids per cycle, since all that a cycle makes UNREFERENCED share
+// its time (4 bytes a blob; the cycle's planned list becomes the run).
 // A cycle visits the dirty list, the sets of nodes it drops as stale, and
 // the expired prefix of the FIFO; Eligible is read from an ordered set
 // (google/btree) of the MARKED hashes. A cycle therefore costs O(what changed

@@ -38,6 +38,14 @@ type unrefItem struct {
 	id    uint32
 }
 
+// unrefRun is the blobs that one cycle made UNREFERENCED: they share since,
+// so the FIFO keeps 4 bytes a blob, and a cycle hands over its planned list
+// instead of copying it.
+type unrefRun struct {
+	since int64
+	ids   []uint32
+}
+
 type tombItem struct {
 	seq uint64
 	id  uint32
@@ -61,8 +69,8 @@ type state struct {
 	tombHead    int
 	nextTombSeq uint64
 	dirty       []uint32            // derived: blobs whose status may differ from the next cycle's
-	unref       []unrefItem         // derived: FIFO of UNREFERENCED blobs by since (validated lazily)
-	unrefHead   int                 // derived
+	unref       []unrefRun          // derived: FIFO of UNREFERENCED blobs by since (validated lazily)
+	unrefHead   int                 // derived: runs before it are consumed
 	marked      *btree.BTreeG[Hash] // derived: MARKED blobs in hash order
 	prov        *btree.BTreeG[provRec]
 	cycleReqs   []cycleReq        // recent RunCycle request ids, oldest first

@@ -134,8 +134,8 @@ func TestDiffCycleVisitsOnlyChanges(t *testing.T) {
 		t.Fatalf("dirty %d, want 10", len(s.dirty))
 	}
 	p := s.plan(h.now)
-	if len(p.changes) != 10 {
-		t.Fatalf("planned %d changes, want 10", len(p.changes))
+	if len(p.changes) != 5 || len(p.newUnref) != 5 {
+		t.Fatalf("planned %d changes and %d new UNREFERENCED, want 5 and 5", len(p.changes), len(p.newUnref))
 	}
 	h.cycle()
 	h.wantStatus(hs[0], StatusUnreferenced)

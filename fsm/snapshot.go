@@ -901,6 +901,22 @@ func readCycleRequests(rr *recReader, s *state, count uint64) error {
 	return nil
 }
 
+// unrefRuns groups FIFO items sorted by since into runs of one since,
+// sharing one id array.
+func unrefRuns(items []unrefItem) []unrefRun {
+	ids := make([]uint32, len(items))
+	var runs []unrefRun
+	start := 0
+	for i := range items {
+		ids[i] = items[i].id
+		if i+1 == len(items) || items[i+1].since != items[i].since {
+			runs = append(runs, unrefRun{since: items[i].since, ids: ids[start : i+1 : i+1]})
+			start = i + 1
+		}
+	}
+	return runs
+}
+
 // rebuildDerived recomputes counts, dangling, the MARKED set, the
 // UNREFERENCED FIFO and the dirty list from the restored entries.
 func (s *state) rebuildDerived(unref []unrefItem) {
@@ -927,7 +943,7 @@ func (s *state) rebuildDerived(unref []unrefItem) {
 		}
 		return 0
 	})
-	s.unref = unref
+	s.unref = unrefRuns(unref)
 	for si, sh := range s.tab.shards {
 		sh.each(func(l uint32, e *entry) {
 			if !trackedStatus(e.status) {
