@@ -93,3 +93,27 @@ func TestFirstCycleAllocatesLittlePerBlob(t *testing.T) {
 		t.Fatalf("the first cycle allocated %.1f bytes a blob, want at most 32", per)
 	}
 }
+
+// IdleCycle answers at once when blobs are dirty: on the leader it runs
+// before every RunCycle call is proposed, and planning the first cycle
+// after a bulk registration there would cost as much as the cycle itself.
+func TestIdleCycleDoesNotPlanADirtyList(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	hs := make([]Hash, 10_000)
+	for i := range hs {
+		hs[i] = hn(uint64(i))
+	}
+	h.full("vm", 1, hs[:10], nil) // min_nodes_reporting
+	h.register(hs...)
+	if allocs := testing.AllocsPerRun(5, func() {
+		if _, idle := h.f.IdleCycle(h.now); idle {
+			t.Fatal("a cycle after a registration called idle")
+		}
+	}); allocs != 0 {
+		t.Fatalf("IdleCycle with %d dirty blobs made %.0f allocations: it planned the cycle", len(hs), allocs)
+	}
+	h.cycle()
+	if _, idle := h.f.IdleCycle(h.now); !idle {
+		t.Fatal("a cycle right after a cycle is not idle")
+	}
+}

@@ -229,18 +229,23 @@ func (f *FSM) DryRunCycle(now int64) *CycleResult {
 
 // IdleCycle reports whether a cycle at cluster time now would change
 // nothing: no dirty blobs, no stale node to drop, no status change, nothing
-// eligible (so no history event), no skip to record. Its result (returned)
-// is then known without applying it. Applying it would only advance the
-// FIFO past entries that no longer apply, which the next applied cycle does
-// just as well.
+// eligible (so no history event), no skip to record. When it is idle, the
+// result it returns is known without applying the cycle; applying it would
+// only advance the FIFO past entries that no longer apply, which the next
+// applied cycle does just as well. Otherwise the result may be nil.
 func (f *FSM) IdleCycle(now int64) (*CycleResult, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.st
+	if len(s.dirty) != 0 {
+		// Not idle, and planning a long dirty list (the first cycle after
+		// a bulk registration) would cost as much as the cycle.
+		return nil, false
+	}
 	p := s.plan(max(now, s.clusterTime))
-	idle := len(s.dirty) == 0 && (!p.dropStale || len(p.stale) == 0)
+	idle := !p.dropStale || len(p.stale) == 0
 	if !p.belowMin {
-		idle = idle && len(p.changes) == 0 && len(p.newly) == 0 && p.skipped == "" && len(p.eligible) == 0
+		idle = idle && len(p.changes) == 0 && len(p.newUnref) == 0 && len(p.newly) == 0 && p.skipped == "" && len(p.eligible) == 0
 	}
 	return p.result(), idle
 }
