@@ -112,7 +112,7 @@
 // later finds their counts. Reference and pin counts are maintained as
 // reports apply, so a delta costs O(its size) and a full report O(its size
 // + the previous sets' size). At 10M blobs and 10 nodes x 500k references
-// the heap is about 81 bytes per blob, references included.
+// the heap is about 73 bytes per blob, references included.
 //
 // Whenever a blob's reference or pin count crosses zero, or it is
 // registered, pinned or unpinned, it joins a dirty list (a flag in the entry

@@ -327,7 +327,7 @@ func TestSnapshotIsCopyOnWrite(t *testing.T) {
 	ls, vs := live.shards[si], v.tab.shards[si]
 	copied := 0
 	for p := range ls.pages {
-		if ls.pages[p] != vs.pages[p] {
+		if ls.pages[p].p != vs.pages[p].p {
 			copied++
 		}
 	}

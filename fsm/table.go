@@ -51,16 +51,23 @@ type entry struct {
 	flags  uint8
 }
 
-type page struct {
-	gen uint64 // table generation that owns the page
-	e   [pageSize]entry
+type page [pageSize]entry
+
+// pageRef is a shard's page and the table generation that owns it; a page
+// of an older generation is shared with a frozen view and is copied before
+// it changes. The generation is kept here rather than in the page so that a
+// page is 14,336 bytes, one of Go's size classes: with an 8-byte header it
+// took a 16,384-byte block, 8 bytes a blob lost.
+type pageRef struct {
+	gen uint64
+	p   *page
 }
 
 type shard struct {
 	gen      uint64   // table generation that owns this header, pages and free
 	slotsGen uint64   // table generation that owns slots
 	slots    []uint32 // 0 = empty, else tag<<24 | (local index + 1)
-	pages    []*page
+	pages    []pageRef
 	length   uint32 // entries allocated (in use or free)
 	free     []uint32
 	n        int // entries in use
@@ -102,7 +109,7 @@ func (t *table) home(h *Hash) uint64 {
 	return fmix64(x)
 }
 
-func (s *shard) at(l uint32) *entry { return &s.pages[l>>pageBits].e[l&pageMask] }
+func (s *shard) at(l uint32) *entry { return &s.pages[l>>pageBits].p[l&pageMask] }
 
 // tag is the top byte of the hash value, kept in the slot so that probing
 // rarely touches an entry that does not match.
@@ -198,11 +205,11 @@ func (t *table) valid(id uint32) bool {
 
 // each calls fn for every entry in use, in index order.
 func (s *shard) each(fn func(l uint32, e *entry)) {
-	for pi, p := range s.pages {
+	for pi, r := range s.pages {
 		base := uint32(pi) << pageBits
 		end := min(uint32(pageSize), s.length-base)
 		for k := uint32(0); k < end; k++ {
-			if e := &p.e[k]; e.flags&flagInUse != 0 {
+			if e := &r.p[k]; e.flags&flagInUse != 0 {
 				fn(base+k, e)
 			}
 		}
@@ -216,7 +223,7 @@ func (t *table) mutShard(si int) *shard {
 	}
 	c := *s
 	c.gen = t.gen
-	c.pages = append(make([]*page, 0, cap(s.pages)), s.pages...)
+	c.pages = append(make([]pageRef, 0, cap(s.pages)), s.pages...)
 	c.free = append([]uint32(nil), s.free...)
 	t.shards[si] = &c
 	return &c
@@ -230,16 +237,13 @@ func (t *table) mutSlots(s *shard) {
 }
 
 func (t *table) mutEntry(s *shard, l uint32) *entry {
-	pi := l >> pageBits
-	p := s.pages[pi]
-	if p.gen != t.gen {
+	r := &s.pages[l>>pageBits]
+	if r.gen != t.gen {
 		c := new(page)
-		*c = *p
-		c.gen = t.gen
-		s.pages[pi] = c
-		p = c
+		*c = *r.p
+		*r = pageRef{gen: t.gen, p: c}
 	}
-	return &p.e[l&pageMask]
+	return &r.p[l&pageMask]
 }
 
 // clearFlag clears flag on entry id, also on a free entry (which keeps its
@@ -277,7 +281,7 @@ func (t *table) insert(h *Hash) (id uint32, created, ok bool) {
 		}
 		local = s.length
 		if local&pageMask == 0 {
-			s.pages = append(s.pages, &page{gen: t.gen})
+			s.pages = append(s.pages, pageRef{gen: t.gen, p: new(page)})
 		}
 		s.length++
 	}
@@ -365,7 +369,7 @@ func (t *table) appendUnplaced(h *Hash) (uint32, bool) {
 	}
 	local := s.length
 	if local&pageMask == 0 {
-		s.pages = append(s.pages, &page{gen: t.gen})
+		s.pages = append(s.pages, pageRef{gen: t.gen, p: new(page)})
 	}
 	s.length++
 	*t.mutEntry(s, local) = entry{hash: *h, flags: flagInUse}

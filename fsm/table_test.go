@@ -4,7 +4,17 @@ import (
 	"maps"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
+
+// A page is its entries and nothing else, 14,336 bytes: one of Go's size
+// classes. A header field would put every page in a 16,384-byte block and
+// cost 8 bytes a blob (BenchmarkMemory).
+func TestPageIsOnlyEntries(t *testing.T) {
+	if got, want := unsafe.Sizeof(page{}), pageSize*unsafe.Sizeof(entry{}); got != want || got != 14336 {
+		t.Fatalf("a page is %d bytes, want %d entries of %d bytes = 14336", got, pageSize, unsafe.Sizeof(entry{}))
+	}
+}
 
 // The table against a map: random inserts and removes of keys crowded into
 // four shards (long probe chains, backward-shift deletion, growth, recycled
