@@ -252,6 +252,22 @@ func BenchmarkRestore(b *testing.B) {
 	}
 }
 
+// stateHeap returns the live heap of the benchmark state of known blobs
+// (half of them referenced by 10 nodes) and its budget: 100 bytes a known
+// blob plus 16 a (node, active blob) reference.
+func stateHeap(tb testing.TB, known int) (heap, budget float64) {
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	f, hs := benchState(tb, known)
+	hs = nil
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	runtime.KeepAlive(f)
+	runtime.KeepAlive(hs)
+	return float64(m1.HeapAlloc) - float64(m0.HeapAlloc), 100*float64(known) + 16*float64(known/2)
+}
+
 // BenchmarkMemory reports the live heap of the benchmark state per known
 // blob, and against the budget of 100 bytes per known blob plus 16 bytes per
 // (node, active blob) reference (budget_ratio <= 1 meets it).
@@ -259,19 +275,9 @@ func BenchmarkMemory(b *testing.B) {
 	for _, known := range []int{1_000_000, 10_000_000} {
 		b.Run(fmt.Sprintf("known=%d", known), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				var m0, m1 runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&m0)
-				f, hs := benchState(b, known)
-				hs = nil
-				runtime.GC()
-				runtime.ReadMemStats(&m1)
-				heap := float64(m1.HeapAlloc) - float64(m0.HeapAlloc)
-				refs := float64(known / 2)
+				heap, budget := stateHeap(b, known)
 				b.ReportMetric(heap/float64(known), "B/blob")
-				b.ReportMetric(heap/(100*float64(known)+16*refs), "budget_ratio")
-				runtime.KeepAlive(f)
-				runtime.KeepAlive(hs)
+				b.ReportMetric(heap/budget, "budget_ratio")
 			}
 		})
 	}

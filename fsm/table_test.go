@@ -68,3 +68,14 @@ func TestTableAgainstAMap(t *testing.T) {
 		check(v, viewWants[i], "frozen view")
 	}
 }
+
+// The state stays within its memory budget: 100 bytes a known blob plus 16
+// a node reference (BenchmarkMemory measures it at 1M and 10M blobs).
+func TestMemoryWithinBudget(t *testing.T) {
+	const known = 500_000
+	heap, budget := stateHeap(t, known)
+	t.Logf("%.1f bytes a blob, %.2f of the budget", heap/known, heap/budget)
+	if heap > budget {
+		t.Fatalf("the state of %d blobs takes %.1f bytes a blob: over the budget of 100 a blob and 16 a reference", known, heap/known)
+	}
+}
