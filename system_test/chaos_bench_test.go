@@ -48,7 +48,7 @@ func BenchmarkPausedLeaderFailover(b *testing.B) {
 				old := pc.procs[pc.index(leader)]
 				b.StartTimer()
 				start := time.Now()
-				if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				if err := old.pause(); err != nil {
 					b.Fatal(err)
 				}
 				_, err := c.Pin(ctx, []client.Hash{hashN(n)})

@@ -126,7 +126,7 @@ func TestProcChaos_PausedLeaderServesNoStaleState(t *testing.T) {
 			}
 		}
 
-		if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		if err := old.pause(); err != nil {
 			t.Fatal(err)
 		}
 		paused = li

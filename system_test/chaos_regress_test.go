@@ -15,7 +15,7 @@ import (
 func pausedLeaderWrite(t *testing.T, pc *procCluster, c *client.Client, leader string, h client.Hash) {
 	t.Helper()
 	old := pc.procs[pc.index(leader)]
-	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := old.pause(); err != nil {
 		t.Fatal(err)
 	}
 	_, err := c.Pin(ctxT(t, 5*time.Second), []client.Hash{h})

@@ -196,8 +196,8 @@ func (e *procEnv) Pause(i int) {
 	if !e.alive[i] || e.paused[i] {
 		return
 	}
-	if err := e.pc.procs[i].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		e.t.Errorf("SIGSTOP %s: %v", e.pc.procs[i].id, err)
+	if err := e.pc.procs[i].pause(); err != nil {
+		e.t.Errorf("%v", err)
 		return
 	}
 	e.paused[i] = true

@@ -101,7 +101,7 @@ func TestFrozenLeader_WriteSucceedsOnNewLeader(t *testing.T) {
 	})
 	old := pc.procs[pc.index(leader)]
 	w := watchElection(t, pc.addrs(), leader)
-	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := old.pause(); err != nil {
 		t.Fatal(err)
 	}
 	defer old.cmd.Process.Signal(syscall.SIGCONT)
@@ -147,7 +147,7 @@ func BenchmarkFrozenLeaderElectionToWrite(b *testing.B) {
 		w := watchElection(b, pc.addrs(), leader)
 		b.StartTimer()
 		start := time.Now()
-		if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		if err := old.pause(); err != nil {
 			b.Fatal(err)
 		}
 		_, err := c.Pin(context.Background(), []client.Hash{hashN(n)})

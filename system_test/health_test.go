@@ -32,7 +32,7 @@ func TestResumedStaleLeaderNeverServes(t *testing.T) {
 	if st, err := c.Health(ctxT(t, 10*time.Second), leader, cluster.LeaderHealthService); err != nil || st != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("leader health before the pause: %v %v", st, err)
 	}
-	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := old.pause(); err != nil {
 		t.Fatal(err)
 	}
 	var others []string

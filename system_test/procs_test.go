@@ -57,6 +57,27 @@ type proc struct {
 	err           error         // its exit status, once done
 }
 
+// pause stops the process with SIGSTOP and waits until all its threads
+// are stopped. Stopping is not instant once kill(2) returns: a CI run saw a
+// leader apply a write that was sent after its SIGSTOP, so a test that
+// needs the process frozen waits for the kernel to say so.
+func (p *proc) pause() error {
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("SIGSTOP %s: %w", p.id, err)
+	}
+	for deadline := time.Now().Add(time.Minute); !allThreadsStopped(p.cmd.Process.Pid); time.Sleep(time.Millisecond) {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited instead of stopping", p.id)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not stopped a minute after SIGSTOP", p.id)
+		}
+	}
+	return nil
+}
+
 // procCluster is three server processes.
 type procCluster struct {
 	t     testing.TB
