@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -105,12 +106,14 @@ func (s *state) plan(now int64) *cyclePlan {
 			}
 		}
 	}
-	for id := range lostRefs {
+	// In id order, not the maps': the order of planned changes is that of
+	// the cycle's FIFO run.
+	for _, id := range slices.Sorted(maps.Keys(lostRefs)) {
 		if e := s.tab.get(id); e.flags&flagDirty == 0 {
 			visit(id, e)
 		}
 	}
-	for id := range lostPins {
+	for _, id := range slices.Sorted(maps.Keys(lostPins)) {
 		if e := s.tab.get(id); e.flags&flagDirty == 0 && lostRefs[id] == 0 {
 			visit(id, e)
 		}

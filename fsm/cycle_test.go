@@ -3,6 +3,7 @@ package fsm
 import (
 	"reflect"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -115,5 +116,30 @@ func TestIdleCycleDoesNotPlanADirtyList(t *testing.T) {
 	h.cycle()
 	if _, idle := h.f.IdleCycle(h.now); !idle {
 		t.Fatal("a cycle right after a cycle is not idle")
+	}
+}
+
+// A cycle that drops a stale node plans its changes in one order, not in a
+// map's: the ids that turn UNREFERENCED become that cycle's FIFO run.
+func TestStaleDropPlansInOneOrder(t *testing.T) {
+	cfg := DefaultConfig()
+	h := newHarness(t, cfg)
+	hs := make([]Hash, 2_000)
+	for i := range hs {
+		hs[i] = hn(uint64(i))
+	}
+	h.register(hs...)
+	h.full("gone", 1, hs[:1_000], hs[1_000:])
+	h.cycle()
+	h.advance(cfg.StaleThreshold + time.Minute)
+	h.full("fresh", 1, nil, nil) // min_nodes_reporting
+	first := h.f.st.plan(h.now)
+	if len(first.stale) != 1 || len(first.newUnref) != 2_000 {
+		t.Fatalf("the plan drops %v and makes %d blobs UNREFERENCED, want [gone] and 2000", first.stale, len(first.newUnref))
+	}
+	for range 5 {
+		if again := h.f.st.plan(h.now); !slices.Equal(again.newUnref, first.newUnref) {
+			t.Fatal("two plans of one state list the stale node's blobs in different orders")
+		}
 	}
 }
