@@ -280,8 +280,9 @@ func (s *state) commitCycle(p *cyclePlan, wall int64, by string) *CycleResult {
 		}
 		s.unref = append(s.unref, unrefRun{since: p.now, ids: ids})
 	}
-	// p.dirty is the list as planned; dropping stale nodes above listed
-	// more ids after it.
+	// p.dirty is the planned list in shard order, which keeps a long
+	// list's walk local; dropping stale nodes above listed more ids after
+	// it in s.dirty.
 	for _, id := range p.dirty {
 		s.tab.clearFlag(id, flagDirty) // free entries keep the flag too
 	}

@@ -246,6 +246,17 @@ func (t *table) mutEntry(s *shard, l uint32) *entry {
 	return &r.p[l&pageMask]
 }
 
+// newLocal appends an entry to shard s (owned by the live generation),
+// with a new page when the entry starts one, and returns its index.
+func (t *table) newLocal(s *shard) uint32 {
+	local := s.length
+	if local&pageMask == 0 {
+		s.pages = append(s.pages, pageRef{gen: t.gen, p: new(page)})
+	}
+	s.length++
+	return local
+}
+
 // clearFlag clears flag on entry id, also on a free entry (which keeps its
 // list memberships, see keepOnFree), and reports whether it was set.
 func (t *table) clearFlag(id uint32, flag uint8) bool {
@@ -279,11 +290,7 @@ func (t *table) insert(h *Hash) (id uint32, created, ok bool) {
 		if s.length >= maxLocal {
 			return noID, false, false
 		}
-		local = s.length
-		if local&pageMask == 0 {
-			s.pages = append(s.pages, pageRef{gen: t.gen, p: new(page)})
-		}
-		s.length++
+		local = t.newLocal(s)
 	}
 	e := t.mutEntry(s, local)
 	// A recycled entry keeps flagDirty and flagTouched: its id is still
@@ -367,11 +374,7 @@ func (t *table) appendUnplaced(h *Hash) (uint32, bool) {
 	if s.length >= maxLocal {
 		return noID, false
 	}
-	local := s.length
-	if local&pageMask == 0 {
-		s.pages = append(s.pages, pageRef{gen: t.gen, p: new(page)})
-	}
-	s.length++
+	local := t.newLocal(s)
 	*t.mutEntry(s, local) = entry{hash: *h, flags: flagInUse}
 	s.n++
 	t.n++
