@@ -25,7 +25,8 @@ import (
 // Digest hashes that sum with the scalars (applied index, cluster and wall
 // time, config, next sequence numbers). Blob elements are settled at the end
 // of each command: the first write to an entry in a command saves its old
-// value (mutBlob), and settleDigest swaps the old element for the new one.
+// value (mutBlob), and settleDigest swaps the old element for the new one;
+// a registration adds the element of an entry it creates directly.
 // recomputeSum builds the same sum from scratch; tests compare the two.
 
 // elemHash hashes one element to 256 bits: four 64-bit lanes, seeded apart

@@ -143,3 +143,25 @@ func TestElemHash(t *testing.T) {
 		t.Fatal("a trailing zero byte does not change the hash")
 	}
 }
+
+// A registration adds the elements of the blobs it creates directly, not
+// through the touched list: a hash repeated in the command, one a node
+// references (an entry, not yet in the digest), one pinned and one new must
+// leave the incremental digest equal to the recomputed one.
+func TestRegisterDigestWithRepeatsAndKnownEntries(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	h.full("n", 1, []Hash{hn(2)}, nil)
+	h.pin(hn(3))
+	r := h.register(hn(1), hn(2), hn(1), hn(3), hn(4), hn(4))
+	if r.Changed != 3 {
+		t.Fatalf("changed %d, want 3 (the new hn(1), hn(4), the referenced hn(2))", r.Changed)
+	}
+	_, inc := h.f.Digest()
+	if _, full := h.f.RecomputeDigest(); inc != full {
+		t.Fatal("incremental digest differs from the recomputed one")
+	}
+	for _, x := range []Hash{hn(1), hn(2), hn(4)} {
+		h.wantStatus(x, StatusActive)
+	}
+	h.wantStatus(hn(3), StatusPinned)
+}

@@ -312,9 +312,22 @@ func (s *state) maybeFree(id uint32, e *entry) {
 
 func (s *state) register(packed []byte) (changed int) {
 	for h := range s.tab.inOrder(hashesOf(packed)) {
-		id, _, ok := s.tab.insert(&h)
+		id, created, ok := s.tab.insert(&h)
 		if !ok {
 			continue // shard full: cannot happen below 4G blobs
+		}
+		if created && s.tab.get(id).flags&flagTouched == 0 {
+			// Most of a bulk registration: a new entry is not in the digest
+			// yet, so its element is added now instead of through the
+			// touched list. A repeat of the hash later in this command goes
+			// through mutBlob, which takes this value as the old one.
+			e := s.tab.mut(id)
+			s.setStatus(e, StatusActive)
+			e.flags |= flagReg
+			s.markDirty(id, e)
+			s.sum.add(blobElem(e), +1)
+			changed++
+			continue
 		}
 		e := s.mutBlob(id)
 		switch Status(e.status) {

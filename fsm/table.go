@@ -118,22 +118,30 @@ func tag(hv uint64) uint32 { return uint32(hv>>56) << localBits }
 const slotLocal = 1<<localBits - 1
 
 func (t *table) lookup(h *Hash) (uint32, bool) {
+	id, found, _, _ := t.probe(h)
+	return id, found
+}
+
+// probe looks h up. When h is absent it also returns h's hash value and the
+// empty slot that ends its probe, where an insert places it (slot is -1
+// when the shard has no slots yet).
+func (t *table) probe(h *Hash) (id uint32, found bool, hv uint64, slot int) {
 	si := h[0]
 	s := t.shards[si]
 	if len(s.slots) == 0 {
-		return noID, false
+		return noID, false, 0, -1
 	}
-	hv := t.home(h)
+	hv = t.home(h)
 	tg := tag(hv)
 	mask := uint64(len(s.slots) - 1)
 	for i := hv & mask; ; i = (i + 1) & mask {
 		v := s.slots[i]
 		if v == 0 {
-			return noID, false
+			return noID, false, hv, int(i)
 		}
 		if v&^slotLocal == tg {
 			if l := v&slotLocal - 1; s.at(l).hash == *h {
-				return uint32(si)<<localBits | l, true
+				return uint32(si)<<localBits | l, true, hv, 0
 			}
 		}
 	}
@@ -277,7 +285,8 @@ func (t *table) mut(id uint32) *entry {
 // insert returns the id of h, adding an entry (status NOT_FOUND, in use, no
 // other flags) if it is absent. ok is false only if the shard is full.
 func (t *table) insert(h *Hash) (id uint32, created, ok bool) {
-	if id, found := t.lookup(h); found {
+	id, found, hv, slot := t.probe(h)
+	if found {
 		return id, false, true
 	}
 	si := int(h[0])
@@ -301,8 +310,9 @@ func (t *table) insert(h *Hash) (id uint32, created, ok bool) {
 	if (s.n+1)*4 > len(s.slots)*3 {
 		t.grow(s)
 	} else {
+		// The probe's empty slot: a copy made by mutSlots keeps positions.
 		t.mutSlots(s)
-		t.place(s, local)
+		s.slots[slot] = tag(hv) | (local + 1)
 	}
 	return uint32(si)<<localBits | local, true, true
 }
