@@ -52,11 +52,17 @@ func (r *Reporter) Sets() (active, pinned []Hash) {
 }
 
 func sortedSet(m map[Hash]struct{}) []Hash {
+	out := members(m)
+	slices.SortFunc(out, func(a, b Hash) int { return a.Compare(b) })
+	return out
+}
+
+// members lists m in no particular order.
+func members(m map[Hash]struct{}) []Hash {
 	out := make([]Hash, 0, len(m))
 	for h := range m {
 		out = append(out, h)
 	}
-	slices.SortFunc(out, func(a, b Hash) int { return a.Compare(b) })
 	return out
 }
 
@@ -154,7 +160,9 @@ func (r *Reporter) sendFull(ctx context.Context) error {
 }
 
 func (r *Reporter) fullAt(ctx context.Context, seq uint64) error {
-	active, pinned := sortedSet(r.active), sortedSet(r.pinned)
+	// Unsorted: the cluster takes a report's lists as sets, and sorting
+	// was a tenth of a reporting client's CPU.
+	active, pinned := members(r.active), members(r.pinned)
 	size := r.c.cfg.chunk
 	if len(active)+len(pinned) <= size {
 		_, err := r.c.Report(ctx, &blobgcv1.ReportRequest{

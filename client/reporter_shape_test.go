@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,6 +102,7 @@ func TestReporterFallsBackToFull(t *testing.T) {
 	}
 	last := reqs[3]
 	got, _ := fromBytes(last.Active)
+	slices.SortFunc(got, Hash.Compare) // a report's lists are sets
 	want := []Hash{hashN(1), hashN(2), hashN(3)}
 	if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || len(last.Pinned) != 0 {
 		t.Fatalf("fallback full report: active %v pinned %d, want %v and none", got, len(last.Pinned), want)
