@@ -54,8 +54,8 @@ func (s *state) plan(now int64) *cyclePlan {
 		lostRefs, lostPins = map[uint32]uint32{}, map[uint32]uint32{}
 		for _, id := range p.stale {
 			n := s.nodes[id]
-			n.active.Iterate(func(x uint32) bool { lostRefs[x]++; return true })
-			n.pinned.Iterate(func(x uint32) bool { lostPins[x]++; return true })
+			n.active.each(func(id uint32) { lostRefs[id]++ })
+			n.pinned.each(func(id uint32) { lostPins[id]++ })
 		}
 	}
 	if p.reporting < s.config.MinNodesReporting {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"math/bits"
 
-	"github.com/RoaringBitmap/roaring/v2"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -253,13 +252,10 @@ func (s *state) recomputeSum() digestSum {
 	for _, n := range s.nodes {
 		d.add(nodeElem(n), +1)
 		for _, set := range []struct {
-			b   *roaring.Bitmap
+			ids idSet
 			pin bool
 		}{{n.active, false}, {n.pinned, true}} {
-			it := set.b.Iterator()
-			for it.HasNext() {
-				d.add(memberElem(n.id, set.pin, &s.tab.get(it.Next()).hash), +1)
-			}
+			set.ids.each(func(id uint32) { d.add(memberElem(n.id, set.pin, &s.tab.get(id).hash), +1) })
 		}
 	}
 	for _, st := range s.staging {

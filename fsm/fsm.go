@@ -4,7 +4,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/blobgc/blobgc/fsm/fsmpb"
 	"github.com/google/btree"
 	"github.com/hashicorp/raft"
@@ -17,8 +16,8 @@ type node struct {
 	lastWall   int64
 	seq        uint64
 	lastChunk  uint64 // report_id of the last chunked report swapped in, for retries
-	active     *roaring.Bitmap
-	pinned     *roaring.Bitmap
+	active     idSet
+	pinned     idSet
 }
 
 // staged is a chunked full report being received.

@@ -30,10 +30,10 @@ func (f *FSM) Blob(h Hash) BlobInfo {
 		ConfirmedBy: r.confirmedBy, ConfirmedAt: r.confirmedAt}
 	for _, nid := range s.sortedNodeIDs() {
 		n := s.nodes[nid]
-		if n.active.Contains(id) {
+		if n.active.contains(id) {
 			info.ReferencedBy = append(info.ReferencedBy, nid)
 		}
-		if n.pinned.Contains(id) {
+		if n.pinned.contains(id) {
 			info.PinnedBy = append(info.PinnedBy, nid)
 		}
 	}
@@ -153,7 +153,7 @@ func (f *FSM) NodesPage(after string, limit int) (nodes []NodeInfo, more bool) {
 		n := s.nodes[id]
 		out = append(out, NodeInfo{
 			ID: id, LastReport: n.lastReport, LastWall: n.lastWall, Seq: n.seq,
-			Active: int(n.active.GetCardinality()), Pinned: int(n.pinned.GetCardinality()),
+			Active: n.active.len(), Pinned: n.pinned.len(),
 			Stale: s.clusterTime-n.lastReport >= int64(s.config.StaleThreshold),
 		})
 	}

@@ -4,15 +4,8 @@ import (
 	"math"
 	"slices"
 
-	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/blobgc/blobgc/fsm/fsmpb"
 )
-
-func newBitmap() *roaring.Bitmap {
-	b := roaring.New()
-	b.SetCopyOnWrite(true)
-	return b
-}
 
 // report applies a FULL, DELTA or CHUNK report.
 func (s *state) report(r *fsmpb.Report, now, wall int64) (changed int, dup bool, e *Error) {
@@ -192,17 +185,17 @@ func (s *state) replaceSets(id string, active, pinned []Hash, seq uint64, now, w
 		s.digestNode(old, -1)
 	}
 	s.digestNode(n, +1)
-	newA, newP := s.sortedIDs(active, s.scratch[0][:0]), s.sortedIDs(pinned, s.scratch[1][:0])
+	newA, newP := s.sortedKeys(active, s.scratch[0][:0]), s.sortedKeys(pinned, s.scratch[1][:0])
 	oldA, oldP := s.scratch[2][:0], s.scratch[3][:0]
-	var oldSetA, oldSetP *roaring.Bitmap
+	var oldSetA, oldSetP idSet
 	if old != nil {
 		oldSetA, oldSetP = old.active, old.pinned
-		oldA, oldP = appendIDs(oldA, oldSetA), appendIDs(oldP, oldSetP)
+		oldA, oldP = oldSetA.appendKeys(oldA), oldSetP.appendKeys(oldP)
 	}
 	n.active, n.pinned = setOf(oldSetA, oldA, newA), setOf(oldSetP, oldP, newP)
 	// All additions before any removal: a removal may free an entry that an
 	// addition in the other set still needs. The sets are compared as sorted
-	// id lists: cheaper than bitmap differences, which clone containers.
+	// key lists: cheaper than bitmap differences, which clone containers.
 	changed := s.holdMissing(id, newA, oldA, false, +1) + s.holdMissing(id, newP, oldP, true, +1)
 	changed += s.holdMissing(id, oldA, newA, false, -1) + s.holdMissing(id, oldP, newP, true, -1)
 	for i, l := range [][]uint32{newA, newP, oldA, oldP} {
@@ -218,76 +211,69 @@ func (s *state) replaceSets(id string, active, pinned []Hash, seq uint64, now, w
 // large report does not pin its lists' memory.
 const maxScratch = 1 << 16
 
-// sortedIDs appends to dst the ids of hs, inserting absent hashes, sorted
-// and without duplicates.
-func (s *state) sortedIDs(hs []Hash, dst []uint32) []uint32 {
+// sortedKeys appends to dst (empty) the set keys of hs, inserting absent hashes,
+// sorted and without duplicates.
+func (s *state) sortedKeys(hs []Hash, dst []uint32) []uint32 {
 	for h := range s.tab.inOrder(hs) {
 		if id, _, ok := s.tab.insert(&h); ok {
 			dst = append(dst, id)
 		}
 	}
-	slices.Sort(dst)
-	return slices.Compact(dst)
+	return slices.Compact(sortedKeys(dst))
 }
 
-// setOf returns prev if it holds exactly ids (prevIDs are its members), so
-// that a repeated full report keeps its sets, else a new set of ids.
-func setOf(prev *roaring.Bitmap, prevIDs, ids []uint32) *roaring.Bitmap {
-	if prev != nil && slices.Equal(prevIDs, ids) {
+// setOf returns prev if it holds exactly keys (prevKeys are its keys), so
+// that a repeated full report keeps its sets, else a new set of keys.
+func setOf(prev idSet, prevKeys, keys []uint32) idSet {
+	if prev.bm != nil && slices.Equal(prevKeys, keys) {
 		return prev
 	}
-	b := newBitmap()
-	b.AddMany(ids)
-	return b
+	return setOfKeys(keys)
 }
 
-// appendIDs appends the members of b (nil is empty) to dst in order.
-func appendIDs(dst []uint32, b *roaring.Bitmap) []uint32 {
-	if b == nil {
-		return dst
-	}
-	dst = slices.Grow(dst, int(b.GetCardinality()))
-	it := b.ManyIterator()
-	for {
-		buf := dst[len(dst):cap(dst)]
-		k := it.NextMany(buf)
-		if k == 0 {
-			return dst
-		}
-		dst = dst[:len(dst)+k]
-	}
-}
-
-// holdMissing changes by delta the holds of the ids in sorted list a but
-// not in sorted list b, in increasing id order.
+// holdMissing changes by delta the holds of the blobs whose keys are in
+// sorted list a but not in sorted list b: in key order, or for many in id
+// order, so that they touch the table shard by shard.
 func (s *state) holdMissing(nodeID string, a, b []uint32, pin bool, delta int) int {
+	var many []uint32
+	if len(a) >= idOrderFrom {
+		many = make([]uint32, 0, len(a))
+	}
 	changed, j := 0, 0
-	for _, id := range a {
-		for j < len(b) && b[j] < id {
+	for _, k := range a {
+		for j < len(b) && b[j] < k {
 			j++
 		}
-		if j < len(b) && b[j] == id {
+		if j < len(b) && b[j] == k {
 			continue
 		}
-		s.addHold(nodeID, id, pin, delta)
 		changed++
+		if many != nil {
+			many = append(many, k)
+		} else {
+			s.addHold(nodeID, keyID(k), pin, delta)
+		}
+	}
+	for _, k := range idOrder(many) {
+		s.addHold(nodeID, keyID(k), pin, delta)
 	}
 	return changed
 }
 
+// idOrderFrom is the list length from which holdMissing sorts by id: a
+// sort that pays once lists outgrow the caches.
+const idOrderFrom = 4096
+
 // dropHolds removes node nodeID's holds of the members of b.
-func (s *state) dropHolds(nodeID string, b *roaring.Bitmap, pin bool) {
-	it := b.Iterator()
-	for it.HasNext() {
-		s.addHold(nodeID, it.Next(), pin, -1)
-	}
+func (s *state) dropHolds(nodeID string, set idSet, pin bool) {
+	set.each(func(id uint32) { s.addHold(nodeID, id, pin, -1) })
 }
 
 func (s *state) applyDelta(n *node, r *fsmpb.Report) int {
 	changed := 0
 	for _, set := range []struct {
 		add, rem []byte
-		bm       *roaring.Bitmap
+		ids      idSet
 		pin      bool
 	}{
 		{r.GetActive(), r.GetRemovedActive(), n.active, false},
@@ -295,7 +281,7 @@ func (s *state) applyDelta(n *node, r *fsmpb.Report) int {
 	} {
 		// Removals first: a hash both removed and added ends up present.
 		for h := range s.tab.inOrder(hashesOf(set.rem)) {
-			if id, ok := s.tab.lookup(&h); ok && set.bm.CheckedRemove(id) {
+			if id, ok := s.tab.lookup(&h); ok && set.ids.remove(id) {
 				s.addHold(n.id, id, set.pin, -1)
 				changed++
 			}
@@ -305,7 +291,7 @@ func (s *state) applyDelta(n *node, r *fsmpb.Report) int {
 			if !ok {
 				continue
 			}
-			if set.bm.CheckedAdd(id) {
+			if set.ids.add(id) {
 				s.addHold(n.id, id, set.pin, +1)
 				changed++
 			} else if created {

@@ -12,7 +12,6 @@ import (
 	"math"
 	"slices"
 
-	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/blobgc/blobgc/fsm/fsmpb"
 	"github.com/google/btree"
 	"github.com/hashicorp/raft"
@@ -102,8 +101,8 @@ func (s *state) freeze() *view {
 	}
 	for _, id := range s.sortedNodeIDs() {
 		c := *s.nodes[id]
-		c.active = c.active.Clone()
-		c.pinned = c.pinned.Clone()
+		c.active = c.active.clone()
+		c.pinned = c.pinned.clone()
 		v.nodes = append(v.nodes, &c)
 	}
 	for _, st := range s.staging {
@@ -300,10 +299,10 @@ func (v *view) write(w io.Writer) error {
 	for _, n := range v.nodes {
 		rw.proto(recNode, &fsmpb.SnapshotNode{
 			Id: n.id, LastReportNs: n.lastReport, LastWallNs: n.lastWall, Seq: n.seq,
-			ActiveCount: n.active.GetCardinality(), PinnedCount: n.pinned.GetCardinality(),
+			ActiveCount: uint64(n.active.len()), PinnedCount: uint64(n.pinned.len()),
 			LastChunkReportId: n.lastChunk,
 		})
-		for _, b := range []*roaring.Bitmap{n.active, n.pinned} {
+		for _, b := range []idSet{n.active, n.pinned} {
 			hs = v.setHashes(b, hs[:0])
 			buf = rw.hashes(hs, buf)
 		}
@@ -367,17 +366,15 @@ func (v *view) write(w io.Writer) error {
 // setHashes returns the hashes of a node set in hash order. Ids ascend by
 // shard, and a shard holds the hashes with one first byte, so sorting within
 // each shard's run is enough.
-func (v *view) setHashes(b *roaring.Bitmap, out []Hash) []Hash {
-	it := b.Iterator()
+func (v *view) setHashes(set idSet, out []Hash) []Hash {
 	start, cur := len(out), uint32(numShards)
-	for it.HasNext() {
-		id := it.Next()
+	set.each(func(id uint32) {
 		if sh := id >> localBits; sh != cur {
 			sortHashes(out[start:])
 			start, cur = len(out), sh
 		}
 		out = append(out, v.tab.get(id).hash)
-	}
+	})
 	sortHashes(out[start:])
 	return out
 }
@@ -648,9 +645,7 @@ func readState(r io.Reader) (*state, error) {
 					e.pins++
 				}
 			}
-			slices.Sort(ids)
-			b := newBitmap()
-			b.AddMany(ids)
+			b := setOfKeys(sortedKeys(ids)) // distinct: the hash list is strictly increasing
 			if k == 0 {
 				n.active = b
 			} else {
