@@ -191,6 +191,9 @@ names a member of the raft configuration may speak raft. SIGHUP re-reads the
 certificate, key and CA files.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			stderr := newBatchWriter(cmd.ErrOrStderr()) // log lines, an audit line per write among them
+			defer stderr.Close()
+			cmd.SetErr(stderr)
 			cfg, err := f.config(cmd)
 			if err != nil {
 				return err
