@@ -185,7 +185,7 @@ func (s *state) replaceSets(id string, active, pinned []Hash, seq uint64, now, w
 		s.digestNode(old, -1)
 	}
 	s.digestNode(n, +1)
-	newA, newP := s.sortedKeys(active, s.scratch[0][:0]), s.sortedKeys(pinned, s.scratch[1][:0])
+	newA, newP := s.keysOf(active, s.scratch[0][:0]), s.keysOf(pinned, s.scratch[1][:0])
 	oldA, oldP := s.scratch[2][:0], s.scratch[3][:0]
 	var oldSetA, oldSetP idSet
 	if old != nil {
@@ -211,9 +211,9 @@ func (s *state) replaceSets(id string, active, pinned []Hash, seq uint64, now, w
 // large report does not pin its lists' memory.
 const maxScratch = 1 << 16
 
-// sortedKeys appends to dst (empty) the set keys of hs, inserting absent hashes,
+// keysOf appends to dst (empty) the set keys of hs, inserting absent hashes,
 // sorted and without duplicates.
-func (s *state) sortedKeys(hs []Hash, dst []uint32) []uint32 {
+func (s *state) keysOf(hs []Hash, dst []uint32) []uint32 {
 	for h := range s.tab.inOrder(hs) {
 		if id, _, ok := s.tab.insert(&h); ok {
 			dst = append(dst, id)
