@@ -481,9 +481,12 @@ func (c *Client) attempt(ctx context.Context, target string, route, bounded bool
 		actx, stop = context.WithTimeout(actx, c.cfg.callTimeout)
 		defer stop()
 		// Only an attempt on the leader is watched: a follower that
-		// forwards gives up on a replaced leader by itself.
+		// forwards gives up on a replaced leader by itself. The watcher
+		// starts at its first check: most calls end before it, and then
+		// cost neither its goroutine nor its ticker.
 		if route && c.cfg.leaderCheck > 0 && c.Leader() == target {
-			go c.watchLeader(actx, target, cancel)
+			w := time.AfterFunc(c.cfg.leaderCheck, func() { c.watchLeader(actx, target, cancel) })
+			defer w.Stop()
 		}
 	}
 	var hdr, trl metadata.MD
@@ -560,19 +563,17 @@ func (m *leaderMoved) status() error {
 func (c *Client) watchLeader(ctx context.Context, target string, cancel context.CancelCauseFunc) {
 	t := time.NewTicker(c.cfg.leaderCheck)
 	defer t.Stop()
-	for {
+	for ctx.Err() == nil {
+		if peer := c.peerOf(target); peer != "" {
+			if l := c.leaderSeenBy(ctx, peer); l != "" && l != target && !c.suspect(l) {
+				cancel(&leaderMoved{from: target, to: l})
+				return
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		peer := c.peerOf(target)
-		if peer == "" {
-			continue
-		}
-		if l := c.leaderSeenBy(ctx, peer); l != "" && l != target && !c.suspect(l) {
-			cancel(&leaderMoved{from: target, to: l})
-			return
 		}
 	}
 }
