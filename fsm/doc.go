@@ -108,9 +108,9 @@
 // count, node-pin count, status and flags. A blob's id (shard<<24 | index)
 // is what node sets store: each node's active and pinned sets are roaring
 // bitmaps of ids rotated so that the shard is the low byte (idset.go), which
-// lets a set's members share containers. Reported hashes that are not known blobs get an entry too
-// (status NOT_FOUND) while some report holds them, so that registering them
-// later finds their counts. Reference and pin counts are maintained as
+// lets a set's members share containers. Reported hashes that are not known
+// blobs get an entry too (status NOT_FOUND) while some report holds them, so
+// that registering them later finds their counts. Reference and pin counts are maintained as
 // reports apply, so a delta costs O(its size) and a full report O(its size
 // + the previous sets' size). At 10M blobs and 10 nodes x 500k references
 // the heap is about 72 bytes per blob, references included.

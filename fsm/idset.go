@@ -44,23 +44,28 @@ func sortedKeys(ids []uint32) []uint32 {
 		return ids
 	}
 	tmp := make([]uint32, len(ids))
-	src, dst := ids, tmp
-	for shift := 0; shift < 32; shift += 8 {
-		var at [257]int
-		for _, k := range src {
-			at[(k>>shift)&0xff+1]++
-		}
-		for i := 1; i < len(at); i++ {
-			at[i] += at[i-1]
-		}
-		for _, k := range src {
-			b := (k >> shift) & 0xff
-			dst[at[b]] = k
-			at[b]++
-		}
-		src, dst = dst, src
+	for shift := 0; shift < 32; shift += 16 {
+		byByte(tmp, ids, shift)
+		byByte(ids, tmp, shift+8)
 	}
-	return ids // four passes: the result is back in ids
+	return ids
+}
+
+// byByte copies src into dst sorted by the byte at shift, stably: one pass
+// of a radix sort.
+func byByte(dst, src []uint32, shift int) {
+	var at [257]int
+	for _, k := range src {
+		at[(k>>shift)&0xff+1]++
+	}
+	for i := 1; i < len(at); i++ {
+		at[i] += at[i-1]
+	}
+	for _, k := range src {
+		b := (k >> shift) & 0xff
+		dst[at[b]] = k
+		at[b]++
+	}
 }
 
 func (s idSet) contains(id uint32) bool { return s.bm.Contains(setKey(id)) }
@@ -86,18 +91,8 @@ func idOrder(keys []uint32) []uint32 {
 	if len(keys) == 0 {
 		return keys
 	}
-	var at [numShards + 1]int
-	for _, k := range keys {
-		at[k&(numShards-1)+1]++
-	}
-	for i := 1; i <= numShards; i++ {
-		at[i] += at[i-1]
-	}
 	out := make([]uint32, len(keys))
-	for _, k := range keys {
-		out[at[k&(numShards-1)]] = k
-		at[k&(numShards-1)]++
-	}
+	byByte(out, keys, 0) // the shard: numShards is 256
 	return out
 }
 
