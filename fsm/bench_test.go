@@ -148,24 +148,33 @@ func BenchmarkReportDelta(b *testing.B) {
 // turn, decoded and applied through Apply: the state machine's share of the
 // cluster benchmark BenchmarkFullReport100. fresh: each report replaces the
 // node's previous 100 hashes by 100 new ones (what the cluster benchmark
-// sends); repeat: each report repeats the node's previous one.
+// sends); repeat: each report repeats the node's previous one;
+// fresh/known=5000000: fresh into a table of 5M registered blobs, where
+// lookups, inserts and removes miss the CPU caches.
 func BenchmarkReportFull100(b *testing.B) {
 	const nodes, per = 16, 100
-	for _, fresh := range []bool{true, false} {
-		name, changed := "fresh", 2*per
-		if !fresh {
-			name, changed = "repeat", 0
+	for _, c := range []struct {
+		name  string
+		fresh bool
+		known int // blobs registered before, so that lookups miss the caches
+	}{{"fresh", true, 0}, {"repeat", false, 0}, {"fresh/known=5000000", true, 5_000_000}} {
+		changed := 2 * per
+		if !c.fresh {
+			changed = 0
 		}
-		b.Run(name, func(b *testing.B) {
+		b.Run(c.name, func(b *testing.B) {
 			f := New()
+			if c.known > 0 {
+				f, _ = benchState(b, c.known)
+			}
 			hs := make([]Hash, per)
 			enc := func(i int) []byte {
 				set := i
-				if !fresh {
+				if !c.fresh {
 					set = i % nodes
 				}
 				for j := range hs {
-					hs[j] = hn(uint64(set*per + j))
+					hs[j] = hn(uint64(c.known + set*per + j))
 				}
 				d, err := Encode(NewCommand(1, 0, &fsmpb.Report{NodeId: fmt.Sprintf("vm-%d", i%nodes), Kind: fsmpb.ReportKind_REPORT_KIND_FULL,
 					Seq: uint64(1 + i/nodes), Active: PackHashes(hs)}))
@@ -175,7 +184,7 @@ func BenchmarkReportFull100(b *testing.B) {
 				return d
 			}
 			for i := 0; i < nodes; i++ {
-				f.Apply(&raft.Log{Index: uint64(1 + i), Type: raft.LogCommand, Data: enc(i)})
+				f.Apply(&raft.Log{Index: f.st.applied + 1, Type: raft.LogCommand, Data: enc(i)})
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -183,7 +192,7 @@ func BenchmarkReportFull100(b *testing.B) {
 				b.StopTimer()
 				d := enc(nodes + i)
 				b.StartTimer()
-				r := f.Apply(&raft.Log{Index: uint64(nodes + 1 + i), Type: raft.LogCommand, Data: d}).(*Result)
+				r := f.Apply(&raft.Log{Index: f.st.applied + 1, Type: raft.LogCommand, Data: d}).(*Result)
 				if r.Err != nil || r.Changed != changed {
 					b.Fatalf("%+v", r)
 				}

@@ -104,7 +104,8 @@
 // Blobs live in a table of 256 shards selected by the first hash byte. A
 // shard is an open-addressing hash table (linear probing) of uint32 slots,
 // each holding an entry index and an 8-bit tag of the hash value, over
-// entries kept in pages of 256. An entry is 56 bytes: hash, since, reference
+// entries kept in pages of 256; a removal leaves a tombstone in its slot, so
+// that it touches no other entry (table.go). An entry is 56 bytes: hash, since, reference
 // count, node-pin count, status and flags. A blob's id (shard<<24 | index)
 // is what node sets store: each node's active and pinned sets are roaring
 // bitmaps of ids rotated so that the shard is the low byte (idset.go), which

@@ -13,6 +13,15 @@ import (
 // bytes of slots. A blob's id is shard<<24 | index in the shard; ids index
 // the node bitmaps and are recycled through a per-shard free list.
 //
+// A removed entry leaves a tombstone in its slot, which probes pass over and
+// inserts reuse. Backward-shift deletion, which needs no tombstones, has to
+// read the entry behind every later slot of the probe chain to find its
+// home: with millions of blobs each read is a cache miss, and full reports
+// that replace a node's hashes remove as many entries as they insert.
+// Tombstones count towards the load; a shard whose slots reach 3/4 full is
+// rebuilt without them, at the same size when at least a quarter of the
+// slots are tombstones, else at twice the size.
+//
 // Copy-on-write: freezing the table (for a snapshot) bumps the table
 // generation and keeps the shard pointers. The live table copies a shard
 // header (page pointers, free list) on its first write after a freeze, its
@@ -66,11 +75,12 @@ type pageRef struct {
 type shard struct {
 	gen      uint64   // table generation that owns this header, pages and free
 	slotsGen uint64   // table generation that owns slots
-	slots    []uint32 // 0 = empty, else tag<<24 | (local index + 1)
+	slots    []uint32 // 0 = empty, tombstone, else tag<<24 | (local index + 1)
 	pages    []pageRef
 	length   uint32 // entries allocated (in use or free)
 	free     []uint32
 	n        int // entries in use
+	tombs    int // tombstones in slots
 }
 
 type table struct {
@@ -117,14 +127,23 @@ func tag(hv uint64) uint32 { return uint32(hv>>56) << localBits }
 
 const slotLocal = 1<<localBits - 1
 
+// tombstone marks the slot of a removed entry. Its index field is 0, which
+// no entry's slot holds (they hold index+1), so it never names an entry; its
+// tag is 1 so that it is not the empty slot.
+const tombstone = 1 << localBits
+
+// names reports whether slot value v names an entry whose hash value has
+// tag tg.
+func names(v, tg uint32) bool { return v&^slotLocal == tg && v != tombstone }
+
 func (t *table) lookup(h *Hash) (uint32, bool) {
 	id, found, _, _ := t.probe(h)
 	return id, found
 }
 
 // probe looks h up. When h is absent it also returns h's hash value and the
-// empty slot that ends its probe, where an insert places it (slot is -1
-// when the shard has no slots yet).
+// slot where an insert places it: the first tombstone of its probe, else the
+// empty slot that ends it (slot is -1 when the shard has no slots yet).
 func (t *table) probe(h *Hash) (id uint32, found bool, hv uint64, slot int) {
 	si := h[0]
 	s := t.shards[si]
@@ -134,10 +153,20 @@ func (t *table) probe(h *Hash) (id uint32, found bool, hv uint64, slot int) {
 	hv = t.home(h)
 	tg := tag(hv)
 	mask := uint64(len(s.slots) - 1)
+	slot = -1
 	for i := hv & mask; ; i = (i + 1) & mask {
 		v := s.slots[i]
 		if v == 0 {
-			return noID, false, hv, int(i)
+			if slot < 0 {
+				slot = int(i)
+			}
+			return noID, false, hv, slot
+		}
+		if v == tombstone {
+			if slot < 0 {
+				slot = int(i)
+			}
+			continue
 		}
 		if v&^slotLocal == tg {
 			if l := v&slotLocal - 1; s.at(l).hash == *h {
@@ -186,7 +215,7 @@ func (t *table) warm(hs []Hash) {
 	}
 	for i := range hs {
 		if s := t.shards[hs[i][0]]; len(s.slots) > 0 {
-			if v := s.slots[hv[i]&uint64(len(s.slots)-1)]; v != 0 && v&^slotLocal == tag(hv[i]) {
+			if v := s.slots[hv[i]&uint64(len(s.slots)-1)]; v != 0 && names(v, tag(hv[i])) {
 				sink += uint32(s.at(v&slotLocal - 1).hash[1])
 			}
 		}
@@ -307,9 +336,14 @@ func (t *table) insert(h *Hash) (id uint32, created, ok bool) {
 	*e = entry{hash: *h, flags: flagInUse | e.flags&keepOnFree}
 	s.n++
 	t.n++
-	if (s.n+1)*4 > len(s.slots)*3 {
-		t.grow(s)
-	} else {
+	switch {
+	case slot >= 0 && s.slots[slot] == tombstone:
+		t.mutSlots(s)
+		s.slots[slot] = tag(hv) | (local + 1)
+		s.tombs--
+	case (s.n+s.tombs+1)*4 > len(s.slots)*3:
+		t.rehash(s)
+	default:
 		// The probe's empty slot: a copy made by mutSlots keeps positions.
 		t.mutSlots(s)
 		s.slots[slot] = tag(hv) | (local + 1)
@@ -327,20 +361,27 @@ func (t *table) place(s *shard, local uint32) {
 	s.slots[i] = tag(hv) | (local + 1)
 }
 
-// grow rehashes s into twice the slots (a fresh array, so it needs no
-// copy-on-write), placing every entry in use.
-func (t *table) grow(s *shard) {
-	size := max(minSlots, 2*len(s.slots))
+// rehash rebuilds s's slots without tombstones (a fresh array, so it needs
+// no copy-on-write), placing every entry in use. The size stays when the
+// live entries fill at most half of it, so that a shard whose entries come
+// and go does not grow; otherwise it doubles (or more).
+func (t *table) rehash(s *shard) {
+	size := max(minSlots, len(s.slots))
+	if (s.n+1)*2 > size {
+		size <<= 1
+	}
 	for (s.n+1)*4 > size*3 {
 		size <<= 1
 	}
 	s.slots = make([]uint32, size)
 	s.slotsGen = t.gen
+	s.tombs = 0
 	s.each(func(l uint32, _ *entry) { t.place(s, l) })
 }
 
-// remove deletes the entry id (backward-shift deletion keeps probe chains
-// without tombstones) and recycles its index.
+// remove deletes the entry id and recycles its index. Its slot becomes a
+// tombstone, or empty when the next slot is empty (no probe passes it
+// then), and so do the tombstones just before it.
 func (t *table) remove(id uint32) {
 	si := int(id >> localBits)
 	local := id & localMask
@@ -351,22 +392,16 @@ func (t *table) remove(id uint32) {
 	for s.slots[i]&slotLocal != local+1 {
 		i = (i + 1) & mask
 	}
-	j := i
-	for {
-		j = (j + 1) & mask
-		v := s.slots[j]
-		if v == 0 {
-			break
-		}
-		k := t.home(&s.at(v&slotLocal-1).hash) & mask
-		// The entry at j may move to the hole at i unless its home lies
-		// cyclically in (i, j].
-		if (j > i && (k <= i || k > j)) || (j < i && k <= i && k > j) {
-			s.slots[i] = v
-			i = j
+	if s.slots[(i+1)&mask] != 0 {
+		s.slots[i] = tombstone
+		s.tombs++
+	} else {
+		s.slots[i] = 0
+		for j := (i - 1) & mask; s.slots[j] == tombstone; j = (j - 1) & mask {
+			s.slots[j] = 0
+			s.tombs--
 		}
 	}
-	s.slots[i] = 0
 	e := t.mutEntry(s, local)
 	*e = entry{flags: e.flags & keepOnFree} // still listed
 
@@ -401,6 +436,7 @@ func (t *table) placeAll() {
 		}
 		s.slots = make([]uint32, size)
 		s.slotsGen = t.gen
+		s.tombs = 0
 		s.each(func(l uint32, _ *entry) { t.place(s, l) })
 	}
 }

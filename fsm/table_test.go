@@ -17,9 +17,9 @@ func TestPageIsOnlyEntries(t *testing.T) {
 }
 
 // The table against a map: random inserts and removes of keys crowded into
-// four shards (long probe chains, backward-shift deletion, growth, recycled
-// ids), with every key looked up every 1,000 steps, and frozen views that
-// later writes must not change.
+// four shards (long probe chains, tombstones, growth, recycled ids), with
+// every key looked up and the slots checked every 1,000 steps, and frozen
+// views that later writes must not change.
 func TestTableAgainstAMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	keys := make([]Hash, 3000)
@@ -40,6 +40,7 @@ func TestTableAgainstAMap(t *testing.T) {
 		if tab.n != len(want) {
 			t.Fatalf("%s: %d entries, want %d", what, tab.n, len(want))
 		}
+		checkSlots(t, tab)
 	}
 	var views []*table
 	var viewWants []map[Hash]uint32
@@ -66,6 +67,68 @@ func TestTableAgainstAMap(t *testing.T) {
 	}
 	for i, v := range views {
 		check(v, viewWants[i], "frozen view")
+	}
+}
+
+// checkSlots checks every shard's slot counts: tombstones as counted, every
+// other non-empty slot an entry in use, and at most 3/4 of the slots taken.
+func checkSlots(t *testing.T, tab *table) {
+	t.Helper()
+	for si, s := range tab.shards {
+		tombs, used := 0, 0
+		for _, v := range s.slots {
+			switch {
+			case v == tombstone:
+				tombs++
+			case v != 0:
+				used++
+			}
+		}
+		if tombs != s.tombs || used != s.n || (used+tombs)*4 > len(s.slots)*3 {
+			t.Fatalf("shard %d: %d tombstones (counted %d), %d entries (counted %d) in %d slots", si, tombs, s.tombs, used, s.n, len(s.slots))
+		}
+	}
+}
+
+// A shard whose entries come and go, as when full reports replace a node's
+// hashes, keeps its size: tombstones are cleared by rebuilding the slots at
+// the same size, not by doubling them.
+func TestTableChurnKeepsItsSize(t *testing.T) {
+	const live = 1000
+	tab := newTable()
+	key := func(i int) Hash {
+		h := hn(uint64(i))
+		h[0] = 7
+		return h
+	}
+	ids := make([]uint32, 0, live)
+	for i := range live {
+		id, _, _ := tab.insert(new(key(i)))
+		ids = append(ids, id)
+	}
+	size := len(tab.shards[7].slots)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for next := live; next < 100*live; next++ {
+		j := rng.IntN(live)
+		tab.remove(ids[j])
+		id, created, ok := tab.insert(new(key(next)))
+		if !created || !ok {
+			t.Fatalf("insert of key %d: created %v, ok %v", next, created, ok)
+		}
+		ids[j] = id
+	}
+	checkSlots(t, tab)
+	if got := len(tab.shards[7].slots); got != size {
+		t.Fatalf("after churn the shard has %d slots, %d before", got, size)
+	}
+	if tab.shards[7].tombs == 0 {
+		t.Fatal("no tombstones: the test does not exercise them")
+	}
+	for _, id := range ids {
+		h := tab.get(id).hash
+		if got, ok := tab.lookup(&h); !ok || got != id {
+			t.Fatalf("lookup of a live key = %d, %v; want %d", got, ok, id)
+		}
 	}
 }
 
