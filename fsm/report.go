@@ -235,10 +235,12 @@ func setOf(prev idSet, prevKeys, keys []uint32) idSet {
 // sorted list a but not in sorted list b: in key order, or for many in id
 // order, so that they touch the table shard by shard.
 func (s *state) holdMissing(nodeID string, a, b []uint32, pin bool, delta int) int {
+	var buf [warmChunk]uint32
 	var many []uint32
 	if len(a) >= idOrderFrom {
 		many = make([]uint32, 0, len(a))
 	}
+	ids := buf[:0]
 	changed, j := 0, 0
 	for _, k := range a {
 		for j < len(b) && b[j] < k {
@@ -250,12 +252,21 @@ func (s *state) holdMissing(nodeID string, a, b []uint32, pin bool, delta int) i
 		changed++
 		if many != nil {
 			many = append(many, k)
-		} else {
-			s.addHold(nodeID, keyID(k), pin, delta)
+			continue
+		}
+		if ids = append(ids, keyID(k)); len(ids) == warmChunk {
+			s.changeHolds(nodeID, ids, pin, delta)
+			ids = ids[:0]
 		}
 	}
-	for _, k := range idOrder(many) {
-		s.addHold(nodeID, keyID(k), pin, delta)
+	s.changeHolds(nodeID, ids, pin, delta)
+	many = idOrder(many)
+	for lo := 0; lo < len(many); lo += warmChunk {
+		ids := many[lo:min(len(many), lo+warmChunk)]
+		for i, k := range ids {
+			ids[i] = keyID(k)
+		}
+		s.changeHolds(nodeID, ids, pin, delta)
 	}
 	return changed
 }
@@ -264,9 +275,26 @@ func (s *state) holdMissing(nodeID string, a, b []uint32, pin bool, delta int) i
 // sort that pays once lists outgrow the caches.
 const idOrderFrom = 4096
 
-// dropHolds removes node nodeID's holds of the members of b.
+// changeHolds changes by delta node nodeID's holds of ids (at most
+// warmChunk), warming their entries first (table.warmIDs).
+func (s *state) changeHolds(nodeID string, ids []uint32, pin bool, delta int) {
+	s.tab.warmIDs(ids, delta < 0)
+	for _, id := range ids {
+		s.addHold(nodeID, id, pin, delta)
+	}
+}
+
+// dropHolds removes node nodeID's holds of the members of set.
 func (s *state) dropHolds(nodeID string, set idSet, pin bool) {
-	set.each(func(id uint32) { s.addHold(nodeID, id, pin, -1) })
+	var buf [warmChunk]uint32
+	ids := buf[:0]
+	set.each(func(id uint32) {
+		if ids = append(ids, id); len(ids) == warmChunk {
+			s.changeHolds(nodeID, ids, pin, -1)
+			ids = ids[:0]
+		}
+	})
+	s.changeHolds(nodeID, ids, pin, -1)
 }
 
 func (s *state) applyDelta(n *node, r *fsmpb.Report) int {

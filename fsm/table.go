@@ -223,6 +223,27 @@ func (t *table) warm(hs []Hash) {
 	warmSink.Store(sink)
 }
 
+// warmIDs is warm for entries named by id (at most warmChunk): it loads
+// each entry and then, when releasing is set, the slot where the probe of
+// each entry that a released hold would free starts (an unknown hash with
+// one hold left: remove looks its slot up). It changes nothing.
+func (t *table) warmIDs(ids []uint32, releasing bool) {
+	var sink uint32
+	for _, id := range ids {
+		sink += uint32(t.get(id).status)
+	}
+	if releasing {
+		for _, id := range ids {
+			e := t.get(id)
+			if e.status == uint8(StatusNotFound) && e.refs+e.pins == 1 {
+				s := t.shards[id>>localBits]
+				sink += s.slots[t.home(&e.hash)&uint64(len(s.slots)-1)]
+			}
+		}
+	}
+	warmSink.Store(sink)
+}
+
 // warmSink receives warm's loads so that the compiler keeps them; it is never
 // read. It is atomic because queries warm too, concurrently, under the read
 // lock.
