@@ -105,16 +105,17 @@
 // shard is an open-addressing hash table (linear probing) of uint32 slots,
 // each holding an entry index and an 8-bit tag of the hash value, over
 // entries kept in pages of 256; a removal leaves a tombstone in its slot, so
-// that it touches no other entry (table.go). An entry is 56 bytes: hash, since, reference
-// count, node-pin count, status and flags. A blob's id (shard<<24 | index)
-// is what node sets store: each node's active and pinned sets are roaring
-// bitmaps of ids rotated so that the shard is the low byte (idset.go), which
-// lets a set's members share containers. Reported hashes that are not known
-// blobs get an entry too (status NOT_FOUND) while some report holds them, so
-// that registering them later finds their counts. Reference and pin counts are maintained as
-// reports apply, so a delta costs O(its size) and a full report O(its size
-// + the previous sets' size). At 10M blobs and 10 nodes x 500k references
-// the heap is about 72 bytes per blob, references included.
+// that it touches no other entry (table.go). An entry is 56 bytes: hash,
+// since, reference count, node-pin count, status and flags. A blob's id
+// (shard<<24 | index) is what node sets store: each node's active and pinned
+// sets are roaring bitmaps of ids rotated so that the shard is the low byte
+// (idset.go), which lets a set's members share containers. Reported hashes
+// that are not known blobs get an entry too (status NOT_FOUND) while some
+// report holds them, so that registering them later finds their counts.
+// Reference and pin counts are maintained as reports apply, so a delta costs
+// O(its size) and a full report O(its size + the previous sets' size). At
+// 10M blobs and 10 nodes x 500k references the heap is about 72 bytes per
+// blob, references included.
 //
 // Whenever a blob's reference or pin count crosses zero, or it is
 // registered, pinned or unpinned, it joins a dirty list (a flag in the entry
