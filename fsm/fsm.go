@@ -300,6 +300,11 @@ func (s *state) addHold(nodeID string, id uint32, pin bool, delta int) {
 	s.maybeFree(id, e)
 }
 
+// lastHold reports whether releasing one hold of e makes maybeFree forget it.
+func lastHold(e *entry) bool {
+	return e.status == uint8(StatusNotFound) && e.refs+e.pins == 1
+}
+
 // maybeFree forgets an entry that is neither known nor held by a report.
 func (s *state) maybeFree(id uint32, e *entry) {
 	if e.status == uint8(StatusNotFound) && e.refs == 0 && e.pins == 0 {

@@ -76,11 +76,20 @@ func (s idSet) len() int                { return int(s.bm.GetCardinality()) }
 // clone is copy-on-write: containers are copied when either side changes.
 func (s idSet) clone() idSet { return idSet{s.bm.Clone()} }
 
-// each calls fn with every id, in increasing id order: walks over a large
-// set touch the table shard by shard, as its pages lie.
+// ids returns the set's ids in increasing order: walks over a large set
+// touch the table shard by shard, as its pages lie.
+func (s idSet) ids() []uint32 {
+	ids := idOrder(s.appendKeys(nil))
+	for i, k := range ids {
+		ids[i] = keyID(k)
+	}
+	return ids
+}
+
+// each calls fn with every id, in increasing order.
 func (s idSet) each(fn func(id uint32)) {
-	for _, k := range idOrder(s.appendKeys(nil)) {
-		fn(keyID(k))
+	for _, id := range s.ids() {
+		fn(id)
 	}
 }
 

@@ -236,65 +236,50 @@ func setOf(prev idSet, prevKeys, keys []uint32) idSet {
 // order, so that they touch the table shard by shard.
 func (s *state) holdMissing(nodeID string, a, b []uint32, pin bool, delta int) int {
 	var buf [warmChunk]uint32
-	var many []uint32
-	if len(a) >= idOrderFrom {
-		many = make([]uint32, 0, len(a))
-	}
-	ids := buf[:0]
-	changed, j := 0, 0
+	missing := buf[:0]
+	j := 0
 	for _, k := range a {
 		for j < len(b) && b[j] < k {
 			j++
 		}
-		if j < len(b) && b[j] == k {
-			continue
-		}
-		changed++
-		if many != nil {
-			many = append(many, k)
-			continue
-		}
-		if ids = append(ids, keyID(k)); len(ids) == warmChunk {
-			s.changeHolds(nodeID, ids, pin, delta)
-			ids = ids[:0]
+		if j == len(b) || b[j] != k {
+			missing = append(missing, k)
 		}
 	}
-	s.changeHolds(nodeID, ids, pin, delta)
-	many = idOrder(many)
-	for lo := 0; lo < len(many); lo += warmChunk {
-		ids := many[lo:min(len(many), lo+warmChunk)]
-		for i, k := range ids {
-			ids[i] = keyID(k)
-		}
-		s.changeHolds(nodeID, ids, pin, delta)
+	if len(missing) >= idOrderFrom {
+		missing = idOrder(missing)
 	}
-	return changed
+	for i, k := range missing {
+		missing[i] = keyID(k)
+	}
+	s.changeHolds(nodeID, missing, pin, delta)
+	return len(missing)
 }
 
 // idOrderFrom is the list length from which holdMissing sorts by id: a
 // sort that pays once lists outgrow the caches.
 const idOrderFrom = 4096
 
-// changeHolds changes by delta node nodeID's holds of ids (at most
-// warmChunk), warming their entries first (table.warmIDs).
+// changeHolds changes by delta node nodeID's holds of ids, warmChunk at a
+// time, each chunk's entries warmed first (table.warmIDs) and, for
+// releases, the slots of those the release frees.
 func (s *state) changeHolds(nodeID string, ids []uint32, pin bool, delta int) {
-	s.tab.warmIDs(ids, delta < 0)
-	for _, id := range ids {
-		s.addHold(nodeID, id, pin, delta)
+	var freed func(*entry) bool
+	if delta < 0 {
+		freed = lastHold
+	}
+	for lo := 0; lo < len(ids); lo += warmChunk {
+		chunk := ids[lo:min(len(ids), lo+warmChunk)]
+		s.tab.warmIDs(chunk, freed)
+		for _, id := range chunk {
+			s.addHold(nodeID, id, pin, delta)
+		}
 	}
 }
 
 // dropHolds removes node nodeID's holds of the members of set.
 func (s *state) dropHolds(nodeID string, set idSet, pin bool) {
-	var buf [warmChunk]uint32
-	ids := buf[:0]
-	set.each(func(id uint32) {
-		if ids = append(ids, id); len(ids) == warmChunk {
-			s.changeHolds(nodeID, ids, pin, -1)
-			ids = ids[:0]
-		}
-	})
-	s.changeHolds(nodeID, ids, pin, -1)
+	s.changeHolds(nodeID, set.ids(), pin, -1)
 }
 
 func (s *state) applyDelta(n *node, r *fsmpb.Report) int {

@@ -224,18 +224,16 @@ func (t *table) warm(hs []Hash) {
 }
 
 // warmIDs is warm for entries named by id (at most warmChunk): it loads
-// each entry and then, when releasing is set, the slot where the probe of
-// each entry that a released hold would free starts (an unknown hash with
-// one hold left: remove looks its slot up). It changes nothing.
-func (t *table) warmIDs(ids []uint32, releasing bool) {
+// each entry and then, for those that freed (if not nil) reports are about
+// to be removed, the slot where remove's probe starts. It changes nothing.
+func (t *table) warmIDs(ids []uint32, freed func(*entry) bool) {
 	var sink uint32
 	for _, id := range ids {
 		sink += uint32(t.get(id).status)
 	}
-	if releasing {
+	if freed != nil {
 		for _, id := range ids {
-			e := t.get(id)
-			if e.status == uint8(StatusNotFound) && e.refs+e.pins == 1 {
+			if e := t.get(id); freed(e) {
 				s := t.shards[id>>localBits]
 				sink += s.slots[t.home(&e.hash)&uint64(len(s.slots)-1)]
 			}

@@ -11,9 +11,10 @@ import (
 // the logger's lock. Write copies the line into a buffer and wakes the
 // flusher, which hands everything buffered to the output in one call (no
 // timer), so a killed process loses only the lines written since the
-// flusher last took the buffer. Lines keep their order. When the output falls behind by maxBuffered bytes,
-// Write writes itself and so waits for it, as an unbuffered writer would.
-// Close flushes and stops the flusher; later writes go straight through.
+// flusher last took the buffer. Lines keep their order. When the output
+// falls behind by maxBuffered bytes, Write writes itself and so waits for
+// it, as an unbuffered writer would. Close flushes and stops the flusher;
+// later writes go straight through.
 type batchWriter struct {
 	out   io.Writer
 	outMu sync.Mutex // held while writing to out: batches go out in order
