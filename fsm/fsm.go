@@ -315,7 +315,7 @@ func (s *state) maybeFree(id uint32, e *entry) {
 // ---- commands ----
 
 func (s *state) register(packed []byte) (changed int) {
-	for h := range s.tab.inOrder(hashesOf(packed)) {
+	for h := range s.tab.toInsert(hashesOf(packed)) {
 		id, created, ok := s.tab.insert(&h)
 		if !ok {
 			continue // shard full: cannot happen below 4G blobs
@@ -360,7 +360,7 @@ func (s *state) pin(packed []byte, by string) (int, *Error) {
 		}
 	}
 	changed := 0
-	for h := range s.tab.inOrder(hs) {
+	for h := range s.tab.toInsert(hs) {
 		id, _, ok := s.tab.insert(&h)
 		if !ok {
 			continue

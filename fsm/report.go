@@ -214,7 +214,7 @@ const maxScratch = 1 << 16
 // keysOf appends to dst (empty) the set keys of hs, inserting absent hashes,
 // sorted and without duplicates.
 func (s *state) keysOf(hs []Hash, dst []uint32) []uint32 {
-	for h := range s.tab.inOrder(hs) {
+	for h := range s.tab.toInsert(hs) {
 		if id, _, ok := s.tab.insert(&h); ok {
 			dst = append(dst, id)
 		}
@@ -299,7 +299,7 @@ func (s *state) applyDelta(n *node, r *fsmpb.Report) int {
 				changed++
 			}
 		}
-		for h := range s.tab.inOrder(hashesOf(set.add)) {
+		for h := range s.tab.toInsert(hashesOf(set.add)) {
 			id, created, ok := s.tab.insert(&h)
 			if !ok {
 				continue

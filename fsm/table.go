@@ -182,12 +182,21 @@ const warmChunk = 256
 
 // inOrder yields hs in order, calling warm on each chunk of warmChunk hashes
 // before yielding it. Loops over a command's hashes use it in place of a
-// plain range.
-func (t *table) inOrder(hs []Hash) iter.Seq[Hash] {
+// plain range; loops that insert them use toInsert.
+func (t *table) inOrder(hs []Hash) iter.Seq[Hash] { return t.chunks(hs, false) }
+
+// toInsert is inOrder that also warms, for each chunk, the entries its
+// hashes take if they are new (warmNew).
+func (t *table) toInsert(hs []Hash) iter.Seq[Hash] { return t.chunks(hs, true) }
+
+func (t *table) chunks(hs []Hash, inserting bool) iter.Seq[Hash] {
 	return func(yield func(Hash) bool) {
 		for lo := 0; lo < len(hs); lo += warmChunk {
 			hi := min(len(hs), lo+warmChunk)
 			t.warm(hs[lo:hi])
+			if inserting {
+				t.warmNew(hs[lo:hi])
+			}
 			for _, h := range hs[lo:hi] {
 				if !yield(h) {
 					return
@@ -221,6 +230,39 @@ func (t *table) warm(hs []Hash) {
 		}
 	}
 	warmSink.Store(sink)
+}
+
+// warmNew loads, for each of hs (at most warmChunk), the entry that insert
+// gives it if it is new: its shard's free entries from the end of the free
+// list, then the entries after the shard's last. Every shard appends to a
+// page of its own, so without this each new blob's entry is a cache miss
+// of its own (three: the page reference, the page and the entry), after
+// warm has already loaded its slot. A hash already present shifts the
+// guesses after it by one entry, which costs only a wasted load.
+func (t *table) warmNew(hs []Hash) {
+	var sink uint32
+	t.newEntries(hs, func(s *shard, l uint32) { sink += uint32(s.at(l).flags) })
+	warmSink.Store(sink)
+}
+
+// newEntries calls fn with the shard and index of the entry insert gives
+// each of hs (at most warmChunk) if all of them are new, skipping those on
+// pages not allocated yet.
+func (t *table) newEntries(hs []Hash, fn func(s *shard, l uint32)) {
+	var taken [numShards]uint16
+	for i := range hs {
+		si := hs[i][0]
+		s := t.shards[si]
+		k := uint32(taken[si])
+		taken[si]++
+		var l uint32
+		if n := uint32(len(s.free)); k < n {
+			l = s.free[n-1-k]
+		} else if l = s.length + k - n; l >= uint32(len(s.pages))<<pageBits {
+			continue
+		}
+		fn(s, l)
+	}
 }
 
 // warmIDs is warm for entries named by id (at most warmChunk): it loads

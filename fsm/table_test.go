@@ -132,6 +132,55 @@ func TestTableChurnKeepsItsSize(t *testing.T) {
 	}
 }
 
+// newEntries names the entries insert gives new hashes: recycled ones from
+// the end of each shard's free list, then new ones after the shard's last,
+// on every shard a chunk touches at once.
+func TestNewEntriesAreTheOnesInsertGives(t *testing.T) {
+	tab := newTable()
+	var ids []uint32
+	for i := range 3000 {
+		id, _, _ := tab.insert(new(hn(uint64(i))))
+		ids = append(ids, id)
+	}
+	for _, id := range ids[:500] {
+		tab.remove(id) // some shards now have free entries
+	}
+	for round := range 8 {
+		hs := make([]Hash, warmChunk)
+		for i := range hs {
+			hs[i] = hn(uint64(10_000 + round*warmChunk + i))
+		}
+		want := map[uint32]bool{}
+		tab.newEntries(hs, func(s *shard, l uint32) {
+			for si, sh := range tab.shards {
+				if sh == s {
+					want[uint32(si)<<localBits|l] = true
+				}
+			}
+		})
+		var pages [numShards]int // entries on pages added by the inserts are not named
+		for si, sh := range tab.shards {
+			pages[si] = len(sh.pages)
+		}
+		got := 0
+		for i := range hs {
+			id, created, _ := tab.insert(&hs[i])
+			if !created {
+				t.Fatalf("hash %d was not new", i)
+			}
+			if int(id&localMask>>pageBits) < pages[id>>localBits] {
+				if !want[id] {
+					t.Fatalf("round %d: insert gave entry %#x, which newEntries did not name", round, id)
+				}
+				got++
+			}
+		}
+		if got < len(hs)/2 {
+			t.Fatalf("round %d: only %d of %d entries checked", round, got, len(hs))
+		}
+	}
+}
+
 // The state stays within its memory budget: 100 bytes a known blob plus 16
 // a node reference (BenchmarkMemory measures it at 1M and 10M blobs).
 func TestMemoryWithinBudget(t *testing.T) {
