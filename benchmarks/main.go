@@ -35,7 +35,9 @@ var workloads = []workload{
 	{Name: "write, 64 clients", Clients: 64, blobgc: bench.Config{Mix: map[bench.Op]int{bench.OpPin: 1}}, etcdVal: 32},
 	{Name: "full report 100, 16 clients", Clients: 16, blobgc: bench.Config{Mix: map[bench.Op]int{bench.OpFull: 1}, ReportSize: 100}, etcdVal: 3200},
 	{Name: "delta report 100, 16 clients", Clients: 16, blobgc: bench.Config{Mix: map[bench.Op]int{bench.OpDelta: 1}, DeltaSize: 50}, etcdVal: 3200},
-	{Name: "register 1000/call, 16 clients", Clients: 16, blobgc: bench.Config{Mix: map[bench.Op]int{bench.OpRegister: 1}, Batch: 1000}},
+	// The same 32,000 bytes per call through raft: 1,000 hashes against a
+	// 32 KB value, so the absolute 1M hashes/s target has a yardstick.
+	{Name: "register 1000/call, 16 clients", Clients: 16, blobgc: bench.Config{Mix: map[bench.Op]int{bench.OpRegister: 1}, Batch: 1000}, etcdVal: 32000},
 }
 
 // measurement is one workload's result in one round.
@@ -404,8 +406,12 @@ func table(rep *report, sel []workload) string {
 			fmt.Fprintf(&sb, "| %s | %.0f (%.0f hashes/s) | %.2f ms | %.2f ms | — | | | | |\n", w.Name, bo, bh, b50*1000, b99*1000)
 			continue
 		}
-		fmt.Fprintf(&sb, "| %s | %.0f | %.2f ms | %.2f ms | %.0f | %.2f ms | %.2f ms | %.2fx | %.2fx |\n",
-			w.Name, bo, b50*1000, b99*1000, eo, e50*1000, e99*1000, bo/eo, b99/e99)
+		ops := fmt.Sprintf("%.0f", bo)
+		if w.blobgc.Batch > 1 {
+			ops = fmt.Sprintf("%.0f (%.0f hashes/s)", bo, bh)
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %.2f ms | %.2f ms | %.0f | %.2f ms | %.2f ms | %.2fx | %.2fx |\n",
+			w.Name, ops, b50*1000, b99*1000, eo, e50*1000, e99*1000, bo/eo, b99/e99)
 	}
 	bf, ef := median(rep.Failover["blobgc"]), median(rep.Failover["etcd"])
 	if bf > 0 && ef > 0 {
