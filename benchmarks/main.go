@@ -402,13 +402,13 @@ func table(rep *report, sel []workload) string {
 	for _, w := range sel {
 		bo, bh, b50, b99, _ := medians(rep, "blobgc", w.Name)
 		eo, _, e50, e99, ok := medians(rep, "etcd", w.Name)
-		if !ok {
-			fmt.Fprintf(&sb, "| %s | %.0f (%.0f hashes/s) | %.2f ms | %.2f ms | — | | | | |\n", w.Name, bo, bh, b50*1000, b99*1000)
-			continue
-		}
 		ops := fmt.Sprintf("%.0f", bo)
-		if w.blobgc.Batch > 1 {
+		if w.blobgc.Batch > 1 || !ok {
 			ops = fmt.Sprintf("%.0f (%.0f hashes/s)", bo, bh)
+		}
+		if !ok {
+			fmt.Fprintf(&sb, "| %s | %s | %.2f ms | %.2f ms | — | | | | |\n", w.Name, ops, b50*1000, b99*1000)
+			continue
 		}
 		fmt.Fprintf(&sb, "| %s | %s | %.2f ms | %.2f ms | %.0f | %.2f ms | %.2f ms | %.2fx | %.2fx |\n",
 			w.Name, ops, b50*1000, b99*1000, eo, e50*1000, e99*1000, bo/eo, b99/e99)

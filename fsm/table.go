@@ -241,14 +241,14 @@ func (t *table) warm(hs []Hash) {
 // guesses after it by one entry, which costs only a wasted load.
 func (t *table) warmNew(hs []Hash) {
 	var sink uint32
-	t.newEntries(hs, func(s *shard, l uint32) { sink += uint32(s.at(l).flags) })
+	t.newEntries(hs, func(id uint32) { sink += uint32(t.get(id).flags) })
 	warmSink.Store(sink)
 }
 
-// newEntries calls fn with the shard and index of the entry insert gives
-// each of hs (at most warmChunk) if all of them are new, skipping those on
-// pages not allocated yet.
-func (t *table) newEntries(hs []Hash, fn func(s *shard, l uint32)) {
+// newEntries calls fn with the id of the entry insert gives each of hs (at
+// most warmChunk) if all of them are new, skipping those on pages not
+// allocated yet.
+func (t *table) newEntries(hs []Hash, fn func(id uint32)) {
 	var taken [numShards]uint16
 	for i := range hs {
 		si := hs[i][0]
@@ -261,7 +261,7 @@ func (t *table) newEntries(hs []Hash, fn func(s *shard, l uint32)) {
 		} else if l = s.length + k - n; l >= uint32(len(s.pages))<<pageBits {
 			continue
 		}
-		fn(s, l)
+		fn(uint32(si)<<localBits | l)
 	}
 }
 
