@@ -95,10 +95,10 @@ func (s *state) plan(now int64) *cyclePlan {
 	}
 	// Most dirty blobs of a large cycle become UNREFERENCED (a bulk
 	// registration), so that list gets the dirty list's length at once.
-	p.newUnref = make([]uint32, 0, len(s.dirty))
+	p.newUnref = make([]uint32, 0, s.dirty.len())
 	// The dirty list holds each id at most once (the flag is set exactly
 	// while the id is listed), so nothing is visited twice.
-	p.dirty = byShard(s.dirty)
+	p.dirty = byShard(&s.dirty)
 	for _, id := range p.dirty {
 		if s.tab.valid(id) {
 			if e := s.tab.get(id); e.flags&flagDirty != 0 {
@@ -188,20 +188,20 @@ func (s *state) plan(now int64) *cyclePlan {
 // shard's entry pages in order instead of jumping to another shard at every
 // id. The order of a cycle's changes is not part of the state: statuses,
 // counts and the digest do not depend on it, and FIFO items that share a
-// time become eligible together. Short lists are returned as they are.
-func byShard(ids []uint32) []uint32 {
-	if len(ids) < 1<<12 {
-		return ids
+// time become eligible together. Short lists keep their order.
+func byShard(ids *idList) []uint32 {
+	if ids.len() < 1<<12 {
+		return slices.Collect(ids.from(0))
 	}
 	var next [numShards + 1]int
-	for _, id := range ids {
+	for id := range ids.from(0) {
 		next[id>>localBits+1]++
 	}
 	for i := 1; i <= numShards; i++ {
 		next[i] += next[i-1]
 	}
-	out := make([]uint32, len(ids))
-	for _, id := range ids {
+	out := make([]uint32, ids.len())
+	for id := range ids.from(0) {
 		si := id >> localBits
 		out[next[si]] = id
 		next[si]++
@@ -286,10 +286,10 @@ func (s *state) commitCycle(p *cyclePlan, wall int64, by string) *CycleResult {
 	for _, id := range p.dirty {
 		s.tab.clearFlag(id, flagDirty) // free entries keep the flag too
 	}
-	for _, id := range s.dirty[len(p.dirty):] {
+	for id := range s.dirty.from(len(p.dirty)) {
 		s.tab.clearFlag(id, flagDirty)
 	}
-	s.dirty = s.dirty[:0]
+	s.dirty.reset()
 	if p.skipped == "" {
 		clear(s.unref[s.unrefHead:p.fifoEnd]) // frees the consumed runs' ids
 		s.unrefHead = p.fifoEnd

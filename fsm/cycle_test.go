@@ -33,7 +33,7 @@ func TestLargeCycleDoesNotDependOnDirtyOrder(t *testing.T) {
 	h.advance(cfg.StaleThreshold + time.Minute)
 	h.full("new", 1, hs[5_000:9_000], nil)
 	h.register(hs[20_000:]...)
-	if n := len(h.f.st.dirty); n < 1<<12 {
+	if n := h.f.st.dirty.len(); n < 1<<12 {
 		t.Fatalf("%d dirty blobs: too few to be grouped by shard", n)
 	}
 
@@ -60,7 +60,7 @@ func TestLargeCycleDoesNotDependOnDirtyOrder(t *testing.T) {
 		t.Fatal("digests differ after the cycle")
 	}
 	for _, f := range []*FSM{h.f, g} {
-		if n := len(f.st.dirty); n != 0 {
+		if n := f.st.dirty.len(); n != 0 {
 			t.Fatalf("%d blobs still listed dirty", n)
 		}
 		for _, x := range hs {

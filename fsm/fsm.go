@@ -67,7 +67,7 @@ type state struct {
 	tombs       []tombItem // FIFO of tombstones, oldest first; entries validated lazily
 	tombHead    int
 	nextTombSeq uint64
-	dirty       []uint32            // derived: blobs whose status may differ from the next cycle's
+	dirty       idList              // derived: blobs whose status may differ from the next cycle's
 	unref       []unrefRun          // derived: FIFO of UNREFERENCED blobs by since (validated lazily)
 	unrefHead   int                 // derived: runs before it are consumed
 	marked      *btree.BTreeG[Hash] // derived: MARKED blobs in hash order
@@ -265,7 +265,7 @@ func (s *state) setStatus(e *entry, to Status) {
 func (s *state) markDirty(id uint32, e *entry) {
 	if e.flags&flagDirty == 0 && trackedStatus(e.status) {
 		e.flags |= flagDirty
-		s.dirty = append(s.dirty, id)
+		s.dirty.add(id)
 	}
 }
 

@@ -237,7 +237,7 @@ func (f *FSM) IdleCycle(now int64) (*CycleResult, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.st
-	if len(s.dirty) != 0 {
+	if s.dirty.len() != 0 {
 		// Not idle, and planning a long dirty list (the first cycle after
 		// a bulk registration) would cost as much as the cycle.
 		return nil, false

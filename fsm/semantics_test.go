@@ -125,13 +125,13 @@ func TestDiffCycleVisitsOnlyChanges(t *testing.T) {
 	h.full("n", 1, hs[:2500], nil)
 	h.cycle()
 	s := h.f.st
-	if len(s.dirty) != 0 {
-		t.Fatalf("dirty after cycle: %d", len(s.dirty))
+	if s.dirty.len() != 0 {
+		t.Fatalf("dirty after cycle: %d", s.dirty.len())
 	}
 	// Ten blobs change; the next cycle plans exactly those ten.
 	h.delta("n", 2, hs[2500:2505], hs[:5], nil, nil)
-	if len(s.dirty) != 10 {
-		t.Fatalf("dirty %d, want 10", len(s.dirty))
+	if s.dirty.len() != 10 {
+		t.Fatalf("dirty %d, want 10", s.dirty.len())
 	}
 	p := s.plan(h.now)
 	if len(p.changes) != 5 || len(p.newUnref) != 5 {
@@ -556,8 +556,8 @@ func TestRecycledEntryStillListedDirty(t *testing.T) {
 	h.wantStatus(x, StatusNotFound)
 	h.register(y) // reuses x's entry
 	idY, _ := h.f.st.tab.lookup(&y)
-	if n := len(h.f.st.dirty); n != 1 || h.f.st.dirty[0] != idY {
-		t.Fatalf("dirty list %v, want just %d", h.f.st.dirty, idY)
+	if ids := slices.Collect(h.f.st.dirty.from(0)); len(ids) != 1 || ids[0] != idY {
+		t.Fatalf("dirty list %v, want just %d", ids, idY)
 	}
 	r := h.cycle()
 	if r.ActiveCount != 0 || r.UnreferencedCount != 0 || !hashesEqual(r.NewlyMarked, []Hash{y}) {

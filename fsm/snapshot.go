@@ -959,7 +959,7 @@ func (s *state) rebuildDerived(unref []unrefItem) {
 			}
 			if cur != want {
 				e.flags |= flagDirty // the restored table is owned by s: no copy-on-write needed
-				s.dirty = append(s.dirty, uint32(si)<<localBits|l)
+				s.dirty.add(uint32(si)<<localBits | l)
 			}
 		})
 	}
