@@ -44,6 +44,9 @@ else
 	# The dashboard and alert rules, checked with Prometheus's own parsers in a
 	# module of their own (deploy/), so those packages stay out of blobgc's.
 	(cd deploy && go vet ./... && go test -count=1 ./...)
+	# The comparison with etcd (scripts/bench.sh) is a module of its own
+	# (benchmarks/): it must keep building against the packages it drives.
+	(cd benchmarks && go vet ./...)
 	# Concurrent writes must share raft log writes: 16 clients at least 3x
 	# the Pin throughput of one, measured in one run.
 	./scripts/throughput-check.sh
