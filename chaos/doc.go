@@ -39,6 +39,11 @@
 // The observer also checks that no term has two leaders, and the package's
 // TestMain checks for leaked goroutines.
 //
+// The suites whose servers run as processes (system_test) and containers
+// (system_test/docker) use the same checkers. They read their servers over
+// the API instead (wire.go: WireObserver, WireFinalState, WireLeader); the
+// in-process Observer and the WireObserver share one Tracker.
+//
 // # Scenarios
 //
 // The same workload and checkers run against real `blobgc server`

@@ -75,16 +75,54 @@ func TestObserverCatchesEarlyMark(t *testing.T) {
 	}
 }
 
-func TestObserverOneLeaderPerTerm(t *testing.T) {
-	o := NewObserver(time.Second, nil, nil)
-	o.sawLeader(2, "s1")
-	o.sawLeader(2, "s1")
-	o.sawLeader(3, "s2")
-	if vs := o.Violations(); len(vs) != 0 || o.LeaderChanges() != 1 {
+// Every observer flags a second leader in a term, and only that.
+func TestTrackerOneLeaderPerTerm(t *testing.T) {
+	o := NewTracker(time.Second)
+	o.SawLeader(2, "s1")
+	o.SawLeader(2, "s1")
+	o.SawLeader(3, "s2")
+	if vs := o.Violations(); len(vs) != 0 || o.LeaderChanges() != 1 || o.LeadersSeen() != 2 {
 		t.Fatalf("violations %v, leader changes %d", vs, o.LeaderChanges())
 	}
-	o.sawLeader(3, "s3")
+	o.SawLeader(3, "s3")
 	if vs := o.Violations(); len(vs) != 1 || vs[0].Invariant != InvLeaderPerTerm {
 		t.Fatalf("two leaders in term 3 not reported: %v", vs)
+	}
+}
+
+// Every observer flags a mark before the grace period, measured from the
+// unreferenced since it saw and from the last time it saw the blob
+// referenced; a restarted server's replay starts a fresh track.
+func TestTrackerMarkBeforeGrace(t *testing.T) {
+	grace := Grace.Nanoseconds()
+	early, late, ref := fsm.Hash{1}, fsm.Hash{2}, fsm.Hash{3}
+	o := NewTracker(Grace)
+	s1 := [2]int{0, 0}
+	o.Observe("s1", s1, 1000, 1100, []fsm.BlobInfo{
+		{Hash: early, Status: fsm.StatusUnreferenced, Since: 1000},
+		{Hash: late, Status: fsm.StatusUnreferenced, Since: 1000},
+		{Hash: ref, Status: fsm.StatusActive},
+	})
+	o.Observe("s1", s1, 1000+grace/2, 1000+grace/2, []fsm.BlobInfo{
+		{Hash: early, Status: fsm.StatusMarked},
+		{Hash: ref, Status: fsm.StatusMarked},
+	})
+	o.Observe("s1", s1, 1000+grace, 1000+grace, []fsm.BlobInfo{{Hash: late, Status: fsm.StatusMarked}})
+	vs := o.Violations()
+	if len(vs) != 2 || o.Marks() != 3 {
+		t.Fatalf("violations %v, marks %d; want 2 (early, ref) and 3", vs, o.Marks())
+	}
+	for _, v := range vs {
+		if v.Invariant != 2 {
+			t.Fatalf("violation %v, want invariant 2", v)
+		}
+	}
+	if recs := o.Marked(); len(recs) != 2 {
+		t.Fatalf("mark records %v, want early and late", recs)
+	}
+	// A new incarnation first seen MARKED: no transition was observed.
+	o.Observe("s1", [2]int{0, 1}, 0, 0, []fsm.BlobInfo{{Hash: early, Status: fsm.StatusMarked}})
+	if o.Marks() != 3 || len(o.Violations()) != 2 {
+		t.Fatalf("a replayed MARKED state counted as a new mark")
 	}
 }

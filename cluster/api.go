@@ -583,7 +583,7 @@ func (a *api) Digest(ctx context.Context, req *pb.DigestRequest) (*pb.DigestResp
 // ---- cluster operations ----
 
 func (a *api) Members(ctx context.Context, req *pb.MembersRequest) (*pb.MembersResponse, error) {
-	if hasMD(ctx, memberSelfKey) {
+	if hasMD(ctx, MemberSelfKey) {
 		return &pb.MembersResponse{Members: []*pb.Member{a.s.selfMember(nil)}, Term: a.s.raft.CurrentTerm()}, nil
 	}
 	return leaderCall[pb.MembersResponse](a.s, ctx, pb.BlobGC_Members_FullMethodName, req, func(ctx context.Context, ss *session) (*pb.MembersResponse, error) {
@@ -646,7 +646,7 @@ func (s *Server) members(ctx context.Context) (*pb.MembersResponse, error) {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			if cc, err := s.conns.get(string(srv.Address)); err == nil {
-				resp, err := pb.NewBlobGCClient(cc).Members(metadata.AppendToOutgoingContext(cctx, append(identityMD(ctx), memberSelfKey, "1")...), &pb.MembersRequest{})
+				resp, err := pb.NewBlobGCClient(cc).Members(metadata.AppendToOutgoingContext(cctx, append(identityMD(ctx), MemberSelfKey, "1")...), &pb.MembersRequest{})
 				if err == nil && len(resp.Members) == 1 && resp.Members[0].Id == m.Id {
 					r := resp.Members[0]
 					m.State, m.LastContactMs, m.CommitIndex, m.AppliedIndex = r.State, r.LastContactMs, r.CommitIndex, r.AppliedIndex

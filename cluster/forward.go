@@ -27,8 +27,9 @@ const (
 	// forwardedKey marks a request forwarded by a follower: the receiver
 	// serves it or fails, never forwards again (no loops across a stale view).
 	forwardedKey = "blobgc-forwarded"
-	// memberSelfKey asks a server to describe only itself (Members fan-out).
-	memberSelfKey = "blobgc-member-self"
+	// MemberSelfKey, as request metadata, asks a server to describe only
+	// itself (the Members fan-out; tests read one server's role with it).
+	MemberSelfKey = "blobgc-member-self"
 
 	maxForwardMsg = 256 << 20
 )

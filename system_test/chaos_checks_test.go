@@ -12,63 +12,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
-	"github.com/blobgc/blobgc/chaos"
 	"github.com/blobgc/blobgc/client"
-	"github.com/blobgc/blobgc/fsm"
 )
-
-// The process observer flags a second leader in a term, and only that.
-func TestProcObserver_TwoLeadersInOneTerm(t *testing.T) {
-	o := newProcObserver(nil, chaos.Grace, nil)
-	o.sawLeader(3, "s1")
-	o.sawLeader(3, "s1")
-	o.sawLeader(4, "s2")
-	if vs := o.violations(); len(vs) != 0 || o.leaderChanges() != 1 {
-		t.Fatalf("violations %v, leader changes %d; want none and 1", vs, o.leaderChanges())
-	}
-	o.sawLeader(4, "s3")
-	vs := o.violations()
-	if len(vs) != 1 || vs[0].Invariant != chaos.InvLeaderPerTerm {
-		t.Fatalf("violations %v, want one of invariant %d", vs, chaos.InvLeaderPerTerm)
-	}
-}
-
-// The process observer flags a mark before the grace period, measured from
-// the unreferenced since it saw and from the last time it saw the blob
-// referenced; a restarted server's replay starts a fresh track.
-func TestProcObserver_MarkBeforeGrace(t *testing.T) {
-	grace := chaos.Grace.Nanoseconds()
-	early, late, ref := fsm.Hash{1}, fsm.Hash{2}, fsm.Hash{3}
-	o := newProcObserver(nil, chaos.Grace, nil)
-	s1 := [2]int{0, 0}
-	o.observe("s1", s1, 1000, 1100, []fsm.BlobInfo{
-		{Hash: early, Status: fsm.StatusUnreferenced, Since: 1000},
-		{Hash: late, Status: fsm.StatusUnreferenced, Since: 1000},
-		{Hash: ref, Status: fsm.StatusActive},
-	})
-	o.observe("s1", s1, 1000+grace/2, 1000+grace/2, []fsm.BlobInfo{
-		{Hash: early, Status: fsm.StatusMarked},
-		{Hash: ref, Status: fsm.StatusMarked},
-	})
-	o.observe("s1", s1, 1000+grace, 1000+grace, []fsm.BlobInfo{{Hash: late, Status: fsm.StatusMarked}})
-	vs := o.violations()
-	if len(vs) != 2 || o.markCount() != 3 {
-		t.Fatalf("violations %v, marks %d; want 2 (early, ref) and 3", vs, o.markCount())
-	}
-	for _, v := range vs {
-		if v.Invariant != 2 {
-			t.Fatalf("violation %v, want invariant 2", v)
-		}
-	}
-	if recs := o.markRecords(); len(recs) != 2 {
-		t.Fatalf("mark records %v, want early and late", recs)
-	}
-	// A new incarnation first seen MARKED: no transition was observed.
-	o.observe("s1", [2]int{0, 1}, 0, 0, []fsm.BlobInfo{{Hash: early, Status: fsm.StatusMarked}})
-	if o.markCount() != 3 || len(o.violations()) != 2 {
-		t.Fatalf("a replayed MARKED state counted as a new mark")
-	}
-}
 
 // The whole process pipeline (workload, observer, end-state reads,
 // checkers) catches a sweeper that deletes without claiming.

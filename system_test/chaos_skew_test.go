@@ -280,7 +280,7 @@ func TestProcChaos_ClockSkew(t *testing.T) {
 		SkewedClocks: true,
 		After: func(t *testing.T, e *procEnv) {
 			realEnd := time.Now()
-			_, events := e.finalState()
+			_, events := chaos.WireFinalState(t, e.api[0])
 			t.Logf("%d clock jumps", f.jumps)
 			checkSkewApplied(t, events, realStart, realEnd)
 			checkSkewedLogs(t, e.pc, realStart, realEnd)

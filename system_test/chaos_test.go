@@ -15,12 +15,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/chaos"
 	"github.com/blobgc/blobgc/client"
-	"github.com/blobgc/blobgc/fsm"
 	"github.com/blobgc/blobgc/sweeper"
 )
 
@@ -59,10 +57,6 @@ func envInt(k string, def int) int {
 // chaosCycle is the cycle interval of the chaos servers: short against
 // chaos.Grace, so blobs are marked, claimed and deleted many times a run.
 const chaosCycle = 150 * time.Millisecond
-
-// memberSelfKey is the request metadata that makes a server describe only
-// itself in Members instead of routing to the leader.
-const memberSelfKey = "blobgc-member-self"
 
 // procScenario is a fault schedule against server processes.
 type procScenario struct {
@@ -115,37 +109,14 @@ func (e *procEnv) Hold(d time.Duration) {
 	time.Sleep(d)
 }
 
-// self asks server i, and only it, about itself: its raft state and term.
-func (e *procEnv) self(ctx context.Context, i int) (*blobgcv1.Member, uint64, error) {
-	resp, err := e.api[i].Members(metadata.AppendToOutgoingContext(ctx, memberSelfKey, "1"), &blobgcv1.MembersRequest{})
-	if err != nil {
-		return nil, 0, err
-	}
-	if len(resp.Members) != 1 {
-		return nil, 0, fmt.Errorf("self members of %s: %d members", e.pc.procs[i].id, len(resp.Members))
-	}
-	return resp.Members[0], resp.Term, nil
-}
-
 // LeaderIndex returns a running, unpaused server that says it leads (the
 // one with the highest term if several do), or -1.
 func (e *procEnv) LeaderIndex() int {
-	best, bestTerm := -1, uint64(0)
-	for i := range e.N() {
+	return chaos.WireLeader(e, e.N(), func(i int) bool {
 		e.mu.Lock()
-		up := e.alive[i] && !e.paused[i]
-		e.mu.Unlock()
-		if !up {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		m, term, err := e.self(ctx, i)
-		cancel()
-		if err == nil && m.Leader && term >= bestTerm {
-			best, bestTerm = i, term
-		}
-	}
-	return best
+		defer e.mu.Unlock()
+		return e.alive[i] && !e.paused[i]
+	})
 }
 
 // WaitLeaderIndex waits up to d for a leader and returns it, or -1.
@@ -226,7 +197,7 @@ func (e *procEnv) heal() {
 }
 
 // up returns, for each server, whether it runs unpaused, and its incarnation.
-func (e *procEnv) up() ([]bool, []int) {
+func (e *procEnv) Up() ([]bool, []int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ups := make([]bool, e.N())
@@ -311,7 +282,7 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 		t.Fatal(err)
 	}
 
-	obs := newProcObserver(env, chaos.Grace, w.Blobs)
+	obs := chaos.NewWireObserver(env, chaos.Grace, w.Blobs)
 	stopObs, obsDone := make(chan struct{}), make(chan struct{})
 	var stopOnce sync.Once
 	stopObserver := func() {
@@ -320,7 +291,7 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 	}
 	go func() {
 		defer close(obsDone)
-		obs.run(stopObs, 50*time.Millisecond)
+		obs.Run(stopObs, 50*time.Millisecond)
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	wlDone := make(chan struct{})
@@ -377,10 +348,10 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 	}
 	res.Violations = append(res.Violations, chaos.CheckDigests(idx, digests)...)
 	stopObserver()
-	obs.poll()
+	obs.Poll()
 
 	ops := h.Ops()
-	final, events := env.finalState()
+	final, events := chaos.WireFinalState(t, env.api[0])
 	var gone []chaos.Hash
 	for _, b := range w.Stored() {
 		if !w.Store.Has(b) {
@@ -393,8 +364,8 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 	res.Violations = append(res.Violations, lost...)
 	res.Violations = append(res.Violations, chaos.CheckSweeper(ops, gone)...)
 	res.Violations = append(res.Violations, chaos.CheckLinearizable(ops, time.Minute)...)
-	res.Violations = append(res.Violations, obs.violations()...)
-	histChecked, histVs := chaos.CheckGraceHistory(obs.markRecords(), events, chaos.Grace)
+	res.Violations = append(res.Violations, obs.Violations()...)
+	histChecked, histVs := chaos.CheckGraceHistory(obs.Marked(), events, chaos.Grace)
 	res.Violations = append(res.Violations, histVs...)
 	// All processes read one machine's wall clock.
 	if sc.SkewedClocks {
@@ -404,9 +375,9 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 	} else {
 		res.Violations = append(res.Violations, chaos.CheckClockRate(events, 5*time.Millisecond)...)
 	}
-	t.Logf("grace checked against the cycle history for %d marks, clock rate over %d cycles; observer polls %d", histChecked, len(events), obs.pollCount())
-	res.LeaderChanges = obs.leaderChanges()
-	res.MarksChecked = obs.markCount()
+	t.Logf("grace checked against the cycle history for %d marks, clock rate over %d cycles; observer polls %d", histChecked, len(events), obs.Polls())
+	res.LeaderChanges = obs.LeaderChanges()
+	res.MarksChecked = obs.Marks()
 	res.MaxUnavailable = chaos.MaxWriteGap(ops, start, end)
 	for _, op := range ops {
 		res.Ops[op.Outcome]++
@@ -440,8 +411,8 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 		sc.After(t, env)
 	}
 	// The observer's checks must have run, not silently read nothing.
-	if obs.leadersSeen() == 0 || res.MarksChecked == 0 {
-		t.Errorf("%s: the observer saw %d leaders and %d marks: the leader-per-term and grace checks did not run", sc.Name, obs.leadersSeen(), res.MarksChecked)
+	if obs.LeadersSeen() == 0 || res.MarksChecked == 0 {
+		t.Errorf("%s: the observer saw %d leaders and %d marks: the leader-per-term and grace checks did not run", sc.Name, obs.LeadersSeen(), res.MarksChecked)
 	}
 	return res
 }
@@ -464,289 +435,6 @@ func (e *procEnv) digests() ([]uint64, [][32]byte) {
 	return idx, ds
 }
 
-// statusReader is a server's end state as the checkers read it: one stale
-// GetStatus per blob (ListBlobs pages leave out who references a blob).
-type statusReader struct {
-	e     *procEnv
-	i     int
-	cache map[fsm.Hash]fsm.BlobInfo
-}
-
-func (r *statusReader) Blob(h fsm.Hash) fsm.BlobInfo {
-	if b, ok := r.cache[h]; ok {
-		return b
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := r.e.api[r.i].GetStatus(ctx, &blobgcv1.GetStatusRequest{Hash: h[:], Consistency: blobgcv1.Consistency_CONSISTENCY_STALE})
-	if err != nil {
-		r.e.t.Fatalf("final status of %s: %v", h, err)
-	}
-	b := blobInfo(st)
-	r.cache[h] = b
-	return b
-}
-
-// blobInfo converts a wire status to the state machine's form (the wire
-// enum is the fsm.Status plus one: 0 is UNSPECIFIED).
-func blobInfo(st *blobgcv1.BlobStatus) fsm.BlobInfo {
-	return fsm.BlobInfo{Hash: fsm.Hash(st.Hash), Status: fsm.Status(st.State - 1), Since: st.UnreferencedSinceNs,
-		CoordinatorPin: st.CoordinatorPin, ReferencedBy: st.ReferencedBy, PinnedBy: st.PinnedBy,
-		Dangling: st.Dangling, Registered: st.Registered}
-}
-
-// listBlobs reads every known blob of server i with stale (local) reads.
-func (e *procEnv) listBlobs(ctx context.Context, i int) ([]*blobgcv1.BlobStatus, error) {
-	var out []*blobgcv1.BlobStatus
-	token := ""
-	for {
-		resp, err := e.api[i].ListBlobs(ctx, &blobgcv1.ListBlobsRequest{PageSize: 1000, PageToken: token, Consistency: blobgcv1.Consistency_CONSISTENCY_STALE})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, resp.Blobs...)
-		if token = resp.NextPageToken; token == "" {
-			return out, nil
-		}
-	}
-}
-
-// finalState reads server 0's blobs and cycle history once all servers
-// have converged (and the workload has stopped: only cycles change it).
-func (e *procEnv) finalState() (*statusReader, []fsm.HistoryEvent) {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	m := &statusReader{e: e, i: 0, cache: map[fsm.Hash]fsm.BlobInfo{}}
-	var events []fsm.HistoryEvent
-	token := ""
-	for {
-		resp, err := e.api[0].History(ctx, &blobgcv1.HistoryRequest{PageToken: token, Consistency: blobgcv1.Consistency_CONSISTENCY_STALE})
-		if err != nil {
-			e.t.Fatalf("final history: %v", err)
-		}
-		for _, ev := range resp.Events {
-			he := fsm.HistoryEvent{Seq: ev.Seq, Time: ev.TimeNs, WallTime: ev.WallTimeNs, EligibleCount: int(ev.EligibleCount),
-				Preserved: int(ev.Preserved), NodesReporting: int(ev.NodesReporting), Skipped: ev.Skipped}
-			for _, h := range ev.NewlyMarked {
-				he.NewlyMarked = append(he.NewlyMarked, fsm.Hash(h))
-			}
-			events = append(events, he)
-		}
-		if token = resp.NextPageToken; token == "" {
-			return m, events
-		}
-	}
-}
-
-// procObserver is chaos.Observer for processes: it polls every running
-// server over the wire (stale reads, which that server answers from its own
-// state machine) for its blobs, cluster time and raft role, and checks
-// invariant 2 (no mark before the grace period, in cluster time) and that
-// no term has two leaders.
-type procObserver struct {
-	e     *procEnv
-	grace time.Duration
-	blobs func() []chaos.Hash
-
-	mu      sync.Mutex
-	track   map[[2]int]map[chaos.Hash]*procTrack // (server, incarnation) -> blob -> seen
-	leaders map[uint64]string                    // term -> leader id
-	vs      []chaos.Violation
-	polls   int
-	marks   int
-	marked  []chaos.MarkRecord
-}
-
-type procTrack struct {
-	status   fsm.Status
-	seen     bool
-	refAt    int64
-	hasRefAt bool
-	since    int64
-}
-
-func newProcObserver(e *procEnv, grace time.Duration, blobs func() []chaos.Hash) *procObserver {
-	return &procObserver{e: e, grace: grace, blobs: blobs, track: map[[2]int]map[chaos.Hash]*procTrack{},
-		leaders: map[uint64]string{}}
-}
-
-func (o *procObserver) run(stop <-chan struct{}, interval time.Duration) {
-	tk := time.NewTicker(interval)
-	defer tk.Stop()
-	for {
-		o.poll()
-		select {
-		case <-stop:
-			return
-		case <-tk.C:
-		}
-	}
-}
-
-// poll looks at every running server once, in parallel, so that a server
-// that hangs does not delay the others.
-func (o *procObserver) poll() {
-	ups, incs := o.e.up()
-	watched := map[chaos.Hash]bool{}
-	for _, h := range o.blobs() {
-		watched[h] = true
-	}
-	var wg sync.WaitGroup
-	for i, up := range ups {
-		if !up {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			o.pollLeader(ctx, i)
-			o.pollBlobs(ctx, i, incs[i], watched)
-		}()
-	}
-	wg.Wait()
-	o.mu.Lock()
-	o.polls++
-	o.mu.Unlock()
-}
-
-// pollLeader records the term a server leads. Two self reads: when the
-// first's term (read after its role) equals the second's (read after the
-// second's role) and the second says leader, the role belongs to that term.
-func (o *procObserver) pollLeader(ctx context.Context, i int) {
-	_, t1, err := o.e.self(ctx, i)
-	if err != nil {
-		return
-	}
-	m, t2, err := o.e.self(ctx, i)
-	if err != nil || t1 != t2 || !m.Leader {
-		return
-	}
-	o.sawLeader(t1, o.e.pc.procs[i].id)
-}
-
-// sawLeader records that id led term.
-func (o *procObserver) sawLeader(term uint64, id string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if prev, ok := o.leaders[term]; ok && prev != id {
-		o.vs = append(o.vs, chaos.Violation{Invariant: chaos.InvLeaderPerTerm, Msg: fmt.Sprintf("term %d has two leaders: %s and %s", term, prev, id)})
-		return
-	}
-	o.leaders[term] = id
-}
-
-func (o *procObserver) clusterTime(ctx context.Context, i int) (int64, error) {
-	st, err := o.e.api[i].GetStats(ctx, &blobgcv1.GetStatsRequest{Consistency: blobgcv1.Consistency_CONSISTENCY_STALE})
-	if err != nil {
-		return 0, err
-	}
-	return st.ClusterTimeNs, nil
-}
-
-func (o *procObserver) pollBlobs(ctx context.Context, i, inc int, watched map[chaos.Hash]bool) {
-	before, err := o.clusterTime(ctx, i) // a lower bound of the time of the states read next
-	if err != nil {
-		return
-	}
-	bs, err := o.e.listBlobs(ctx, i)
-	if err != nil {
-		return
-	}
-	after, err := o.clusterTime(ctx, i) // an upper bound
-	if err != nil {
-		return
-	}
-	// A restart between the reads would mix two incarnations' states.
-	if _, incs := o.e.up(); incs[i] != inc {
-		return
-	}
-	infos := make([]fsm.BlobInfo, 0, len(bs))
-	for _, st := range bs {
-		if b := blobInfo(st); watched[b.Hash] {
-			infos = append(infos, b)
-		}
-	}
-	o.observe(o.e.pc.procs[i].id, [2]int{i, inc}, before, after, infos)
-}
-
-// observe checks one server instance's blob states, read between cluster
-// times before and after, against what it showed in earlier polls.
-func (o *procObserver) observe(id string, key [2]int, before, after int64, bs []fsm.BlobInfo) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	tr := o.track[key]
-	if tr == nil {
-		// A restarted server replays its log: a new, consistent sequence.
-		tr = map[chaos.Hash]*procTrack{}
-		o.track[key] = tr
-	}
-	grace := o.grace.Nanoseconds()
-	for _, b := range bs {
-		t := tr[b.Hash]
-		if t == nil {
-			t = &procTrack{}
-			tr[b.Hash] = t
-		}
-		switch b.Status {
-		case fsm.StatusActive, fsm.StatusPinned:
-			t.refAt, t.hasRefAt, t.since = before, true, 0
-		case fsm.StatusUnreferenced:
-			t.since = b.Since
-		case fsm.StatusMarked, fsm.StatusDeleting, fsm.StatusCollected:
-			if t.seen && (t.status == fsm.StatusActive || t.status == fsm.StatusPinned || t.status == fsm.StatusUnreferenced) {
-				o.marks++
-				if t.hasRefAt && after-t.refAt < grace {
-					o.vs = append(o.vs, chaos.Violation{Invariant: 2, Msg: fmt.Sprintf("server %s: %s marked by cluster time %d, only %v after it was seen referenced at %d",
-						id, b.Hash, after, time.Duration(after-t.refAt), t.refAt)})
-				}
-				if t.since != 0 {
-					o.marked = append(o.marked, chaos.MarkRecord{Server: id, Hash: b.Hash, Since: t.since, By: after})
-					if after-t.since < grace {
-						o.vs = append(o.vs, chaos.Violation{Invariant: 2, Msg: fmt.Sprintf("server %s: %s marked by cluster time %d, unreferenced since %d: %v < grace %v",
-							id, b.Hash, after, t.since, time.Duration(after-t.since), o.grace)})
-					}
-				}
-			}
-		}
-		t.status, t.seen = b.Status, true
-	}
-}
-
-func (o *procObserver) violations() []chaos.Violation {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]chaos.Violation(nil), o.vs...)
-}
-
-func (o *procObserver) leaderChanges() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return max(len(o.leaders)-1, 0)
-}
-
-func (o *procObserver) leadersSeen() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.leaders)
-}
-
-func (o *procObserver) markRecords() []chaos.MarkRecord {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]chaos.MarkRecord(nil), o.marked...)
-}
-
-func (o *procObserver) markCount() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.marks
-}
-
-func (o *procObserver) pollCount() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.polls
-}
+// Name and API make procEnv a chaos.WireCluster.
+func (e *procEnv) Name(i int) string               { return e.pc.procs[i].id }
+func (e *procEnv) API(i int) blobgcv1.BlobGCClient { return e.api[i] }

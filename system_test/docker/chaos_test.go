@@ -15,7 +15,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
 
 	blobgcv1 "github.com/blobgc/blobgc/api/blobgc/v1"
 	"github.com/blobgc/blobgc/chaos"
@@ -85,10 +84,6 @@ func maxClockExcess(events []fsm.HistoryEvent) (time.Duration, uint64) {
 	}
 	return worst, at
 }
-
-// memberSelfKey makes a server describe only itself in Members instead of
-// routing the call to the leader.
-const memberSelfKey = "blobgc-member-self"
 
 // dockerScenario is a fault schedule against containers.
 type dockerScenario struct {
@@ -233,37 +228,14 @@ func (e *dockerEnv) docker(args ...string) {
 	}
 }
 
-// self asks server i, and only it, about itself: its raft state and term.
-func (e *dockerEnv) self(ctx context.Context, i int) (*blobgcv1.Member, uint64, error) {
-	resp, err := e.api[i].Members(metadata.AppendToOutgoingContext(ctx, memberSelfKey, "1"), &blobgcv1.MembersRequest{})
-	if err != nil {
-		return nil, 0, err
-	}
-	if len(resp.Members) != 1 {
-		return nil, 0, fmt.Errorf("self members of %s: %d members", e.c.services[i], len(resp.Members))
-	}
-	return resp.Members[0], resp.Term, nil
-}
-
 // LeaderIndex returns a running, connected server that says it leads (the
 // one with the highest term if several do), or -1.
 func (e *dockerEnv) LeaderIndex() int {
-	best, bestTerm := -1, uint64(0)
-	for i := range e.N() {
+	return chaos.WireLeader(e, e.N(), func(i int) bool {
 		e.mu.Lock()
-		up := e.alive[i] && !e.cut[i]
-		e.mu.Unlock()
-		if !up {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		m, term, err := e.self(ctx, i)
-		cancel()
-		if err == nil && m.Leader && term >= bestTerm {
-			best, bestTerm = i, term
-		}
-	}
-	return best
+		defer e.mu.Unlock()
+		return e.alive[i] && !e.cut[i]
+	})
 }
 
 // WaitLeaderIndex waits up to d for a leader and returns it, or -1.
@@ -363,11 +335,16 @@ func (e *dockerEnv) heal() {
 // up returns, for each server, whether its container runs, and its
 // incarnation. A disconnected server counts as up: the host may not reach
 // it, but what it answers is its own state.
-func (e *dockerEnv) up() ([]bool, []int) {
+func (e *dockerEnv) Up() ([]bool, []int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]bool(nil), e.alive...), append([]int(nil), e.inc...)
 }
+
+// Name and API make dockerEnv a chaos.WireCluster: servers are read
+// through their published ports.
+func (e *dockerEnv) Name(i int) string               { return e.c.services[i] }
+func (e *dockerEnv) API(i int) blobgcv1.BlobGCClient { return e.api[i] }
 
 // startChaosCluster is startCluster with the cycle interval of the chaos
 // suites (the compose file passes BLOBGC_CYCLE_INTERVAL to the servers).
@@ -458,7 +435,7 @@ func runDockerChaos(t *testing.T, sc dockerScenario, o dockerOpts) chaos.Result 
 		t.Fatal(err)
 	}
 
-	obs := newDockerObserver(env, chaos.Grace, w.Blobs)
+	obs := chaos.NewWireObserver(env, chaos.Grace, w.Blobs)
 	stopObs, obsDone := make(chan struct{}), make(chan struct{})
 	var stopOnce sync.Once
 	stopObserver := func() {
@@ -467,7 +444,7 @@ func runDockerChaos(t *testing.T, sc dockerScenario, o dockerOpts) chaos.Result 
 	}
 	go func() {
 		defer close(obsDone)
-		obs.run(stopObs, 50*time.Millisecond)
+		obs.Run(stopObs, 50*time.Millisecond)
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	wlDone := make(chan struct{})
@@ -519,10 +496,10 @@ func runDockerChaos(t *testing.T, sc dockerScenario, o dockerOpts) chaos.Result 
 	}
 	res.Violations = append(res.Violations, chaos.CheckDigests(idx, digests)...)
 	stopObserver()
-	obs.poll()
+	obs.Poll()
 
 	ops := h.Ops()
-	final, events := env.finalState()
+	final, events := chaos.WireFinalState(t, env.api[0])
 	var gone []chaos.Hash
 	for _, b := range w.Stored() {
 		if !w.Store.Has(b) {
@@ -535,13 +512,13 @@ func runDockerChaos(t *testing.T, sc dockerScenario, o dockerOpts) chaos.Result 
 	res.Violations = append(res.Violations, lost...)
 	res.Violations = append(res.Violations, chaos.CheckSweeper(ops, gone)...)
 	res.Violations = append(res.Violations, chaos.CheckLinearizable(ops, time.Minute)...)
-	res.Violations = append(res.Violations, obs.violations()...)
-	histChecked, histVs := chaos.CheckGraceHistory(obs.markRecords(), events, chaos.Grace)
+	res.Violations = append(res.Violations, obs.Violations()...)
+	histChecked, histVs := chaos.CheckGraceHistory(obs.Marked(), events, chaos.Grace)
 	res.Violations = append(res.Violations, histVs...)
 	res.Violations = append(res.Violations, chaos.CheckClockRate(events, dockerClockSlack)...)
 	excess, at := maxClockExcess(events)
 	t.Logf("grace checked against the cycle history for %d marks, clock rate over %d cycles (largest excess of cluster over wall time %v, before cycle %d); observer polls %d",
-		histChecked, len(events), excess, at, obs.pollCount())
+		histChecked, len(events), excess, at, obs.Polls())
 	if excess > 5*time.Millisecond {
 		// A clock that runs ahead keeps its offset; a reordered stamp
 		// shows one cycle off and the next back.
@@ -551,8 +528,8 @@ func runDockerChaos(t *testing.T, sc dockerScenario, o dockerOpts) chaos.Result 
 			}
 		}
 	}
-	res.LeaderChanges = obs.leaderChanges()
-	res.MarksChecked = obs.markCount()
+	res.LeaderChanges = obs.LeaderChanges()
+	res.MarksChecked = obs.Marks()
 	res.MaxUnavailable = chaos.MaxWriteGap(ops, start, end)
 	for _, op := range ops {
 		res.Ops[op.Outcome]++
@@ -583,8 +560,8 @@ func runDockerChaos(t *testing.T, sc dockerScenario, o dockerOpts) chaos.Result 
 		t.Errorf("%s: no operation succeeded", sc.Name)
 	}
 	// The observer's checks must have run, not silently read nothing.
-	if obs.leadersSeen() == 0 || res.MarksChecked == 0 {
-		t.Errorf("%s: the observer saw %d leaders and %d marks: the leader-per-term and grace checks did not run", sc.Name, obs.leadersSeen(), res.MarksChecked)
+	if obs.LeadersSeen() == 0 || res.MarksChecked == 0 {
+		t.Errorf("%s: the observer saw %d leaders and %d marks: the leader-per-term and grace checks did not run", sc.Name, obs.LeadersSeen(), res.MarksChecked)
 	}
 	return res
 }
