@@ -37,28 +37,49 @@ import (
 // of applying a batch, this is a few nanoseconds. Like etcd's CRC-32C hash
 // check, the digest detects replicas that diverge through a bug or damaged
 // data; it is not a commitment against crafted input.
-func elemHash(b []byte) (out [32]byte) {
+func elemHash(b []byte) [32]byte {
+	x := newLanes(len(b))
+	return x.sum(x.words(b))
+}
+
+// lanes is elemHash's state, so that memberHasher can absorb an element's
+// prefix once for many elements.
+type lanes [4]uint64
+
+// newLanes starts the hash of an element of n bytes.
+func newLanes(n int) lanes {
+	u := uint64(n)
+	return lanes{u ^ 0x243f6a8885a308d3, u ^ 0x13198a2e03707344, u ^ 0xa4093822299f31d0, u ^ 0x082efa98ec4e6c89}
+}
+
+func (x *lanes) step(w uint64) {
 	const k0, k1, k2, k3 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9, 0x94d049bb133111eb, 0xd6e8feb86659fd93
-	n := uint64(len(b))
-	x0, x1, x2, x3 := n^0x243f6a8885a308d3, n^0x13198a2e03707344, n^0xa4093822299f31d0, n^0x082efa98ec4e6c89
-	step := func(w uint64) {
-		x0 = bits.RotateLeft64((x0^w)*k0, 29)
-		x1 = bits.RotateLeft64((x1^w)*k1, 31)
-		x2 = bits.RotateLeft64((x2^w)*k2, 37)
-		x3 = bits.RotateLeft64((x3^w)*k3, 41)
-	}
+	x[0] = bits.RotateLeft64((x[0]^w)*k0, 29)
+	x[1] = bits.RotateLeft64((x[1]^w)*k1, 31)
+	x[2] = bits.RotateLeft64((x[2]^w)*k2, 37)
+	x[3] = bits.RotateLeft64((x[3]^w)*k3, 41)
+}
+
+// words absorbs b's whole 8-byte words and returns the bytes left over.
+func (x *lanes) words(b []byte) []byte {
 	for ; len(b) >= 8; b = b[8:] {
-		step(binary.LittleEndian.Uint64(b))
+		x.step(binary.LittleEndian.Uint64(b))
 	}
-	if len(b) > 0 {
+	return b
+}
+
+// sum absorbs the last bytes (fewer than 8, zero-padded) and mixes the
+// lanes into the element's hash.
+func (x *lanes) sum(rest []byte) (out [32]byte) {
+	if len(rest) > 0 {
 		var t [8]byte
-		copy(t[:], b)
-		step(binary.LittleEndian.Uint64(t[:]))
+		copy(t[:], rest)
+		x.step(binary.LittleEndian.Uint64(t[:]))
 	}
-	binary.LittleEndian.PutUint64(out[0:], fmix64(x0^bits.RotateLeft64(x1, 17)))
-	binary.LittleEndian.PutUint64(out[8:], fmix64(x1^bits.RotateLeft64(x2, 23)))
-	binary.LittleEndian.PutUint64(out[16:], fmix64(x2^bits.RotateLeft64(x3, 43)))
-	binary.LittleEndian.PutUint64(out[24:], fmix64(x3^bits.RotateLeft64(x0, 53)))
+	binary.LittleEndian.PutUint64(out[0:], fmix64(x[0]^bits.RotateLeft64(x[1], 17)))
+	binary.LittleEndian.PutUint64(out[8:], fmix64(x[1]^bits.RotateLeft64(x[2], 23)))
+	binary.LittleEndian.PutUint64(out[16:], fmix64(x[2]^bits.RotateLeft64(x[3], 43)))
+	binary.LittleEndian.PutUint64(out[24:], fmix64(x[3]^bits.RotateLeft64(x[0], 53)))
 	return out
 }
 
@@ -169,12 +190,45 @@ func nodeElem(n *node) [32]byte {
 }
 
 func memberElem(nodeID string, pin bool, h *Hash) [32]byte {
+	var a [elemBuf]byte
+	return elemHash(eHash(memberPrefix(a[:0], nodeID, pin), h))
+}
+
+func memberPrefix(b []byte, nodeID string, pin bool) []byte {
 	tag := byte('a')
 	if pin {
 		tag = 'q'
 	}
-	var a [elemBuf]byte
-	return elemHash(eHash(eStr(append(a[:0], tag), nodeID), h))
+	return eStr(append(b, tag), nodeID)
+}
+
+// memberHasher is memberElem for one node's set, with the element's prefix
+// (tag and node id, most of its bytes) absorbed once: a report changes
+// many memberships of one node, and hashing them was a fifth of applying
+// full reports.
+type memberHasher struct {
+	ok     bool
+	nodeID string
+	pin    bool
+	x      lanes   // after the prefix's whole words
+	tail   [8]byte // the prefix's bytes after them
+	nt     int
+}
+
+// memberElem is memberElem(nodeID, pin, h), reusing the prefix of the
+// last call when the node and set are the same.
+func (m *memberHasher) memberElem(nodeID string, pin bool, h *Hash) [32]byte {
+	if !m.ok || m.pin != pin || m.nodeID != nodeID {
+		var a [elemBuf]byte
+		p := memberPrefix(a[:0], nodeID, pin)
+		*m = memberHasher{ok: true, nodeID: nodeID, pin: pin, x: newLanes(len(p) + HashSize)}
+		m.nt = copy(m.tail[:], m.x.words(p))
+	}
+	var b [8 + HashSize]byte
+	n := copy(b[:], m.tail[:m.nt])
+	n += copy(b[n:], h[:])
+	x := m.x
+	return x.sum(x.words(b[:n]))
 }
 
 func (s *state) digestNode(n *node, sign int) { s.sum.add(nodeElem(n), sign) }

@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/hex"
 	"math/bits"
+	"strings"
 	"testing"
 
 	"github.com/blobgc/blobgc/fsm/fsmpb"
@@ -164,4 +165,44 @@ func TestRegisterDigestWithRepeatsAndKnownEntries(t *testing.T) {
 		h.wantStatus(x, StatusActive)
 	}
 	h.wantStatus(hn(3), StatusPinned)
+}
+
+// memberHasher gives memberElem's value for every node id length (so every
+// split of the prefix into words) and after switching node or set.
+func TestMemberHasherIsMemberElem(t *testing.T) {
+	var m memberHasher
+	for k := 0; k <= MaxNodeIDLen; k++ {
+		id := strings.Repeat("n", k)
+		for _, pin := range []bool{false, true, false} {
+			for i := range 3 {
+				h := Hash{byte(k), byte(i), 7}
+				h[31] = byte(k * 3)
+				if got, want := m.memberElem(id, pin, &h), memberElem(id, pin, &h); got != want {
+					t.Fatalf("node id of %d bytes, pin %v: %x, want %x", k, pin, got, want)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkMemberElem: one report membership's digest element, hashed whole
+// and with the node's prefix absorbed once (what addHold uses).
+func BenchmarkMemberElem(b *testing.B) {
+	const id = "vm-node-0012.eu"
+	var h Hash
+	var sink [32]byte
+	b.Run("whole", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			h[0] = byte(i)
+			sink = memberElem(id, false, &h)
+		}
+	})
+	var m memberHasher
+	b.Run("prefix-absorbed", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			h[0] = byte(i)
+			sink = m.memberElem(id, false, &h)
+		}
+	})
+	_ = sink
 }

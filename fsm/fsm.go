@@ -77,6 +77,7 @@ type state struct {
 	stagedTotal int               // derived: hashes staged by all nodes
 	stageCheck  int64             // derived: no stage expires before this cluster time
 	sum         digestSum         // derived: set hash of the state (see digest.go)
+	members     memberHasher      // memberElem with the last node's prefix absorbed (see digest.go)
 	touched     []touchedBlob     // blobs changed by the command being applied (see digest.go)
 	scratch     [4][]uint32       // id lists reused by replaceSets
 }
@@ -273,7 +274,7 @@ func (s *state) markDirty(id uint32, e *entry) {
 // +1/-1, as node nodeID's set gains or loses it.
 func (s *state) addHold(nodeID string, id uint32, pin bool, delta int) {
 	e := s.tab.mut(id) // counts are derived: not a digest change of the blob
-	s.sum.add(memberElem(nodeID, pin, &e.hash), delta)
+	s.sum.add(s.members.memberElem(nodeID, pin, &e.hash), delta)
 	d := isDangling(e)
 	cnt := &e.refs
 	if pin {
