@@ -62,17 +62,17 @@ func WireLeader(c WireCluster, n int, reachable func(i int) bool) int {
 	return best
 }
 
-// WireBlobInfo converts a wire status to the state machine's form (the wire
+// wireBlobInfo converts a wire status to the state machine's form (the wire
 // enum is the fsm.Status plus one: 0 is UNSPECIFIED).
-func WireBlobInfo(st *blobgcv1.BlobStatus) fsm.BlobInfo {
+func wireBlobInfo(st *blobgcv1.BlobStatus) fsm.BlobInfo {
 	return fsm.BlobInfo{Hash: fsm.Hash(st.Hash), Status: fsm.Status(st.State - 1), Since: st.UnreferencedSinceNs,
 		CoordinatorPin: st.CoordinatorPin, ReferencedBy: st.ReferencedBy, PinnedBy: st.PinnedBy,
 		Dangling: st.Dangling, Registered: st.Registered}
 }
 
-// WireListBlobs reads every blob the server behind api knows, with stale
+// wireListBlobs reads every blob the server behind api knows, with stale
 // (local) reads.
-func WireListBlobs(ctx context.Context, api blobgcv1.BlobGCClient) ([]*blobgcv1.BlobStatus, error) {
+func wireListBlobs(ctx context.Context, api blobgcv1.BlobGCClient) ([]*blobgcv1.BlobStatus, error) {
 	var out []*blobgcv1.BlobStatus
 	token := ""
 	for {
@@ -105,7 +105,7 @@ func (r *wireStatus) Blob(h fsm.Hash) fsm.BlobInfo {
 	if err != nil {
 		r.t.Fatalf("final status of %s: %v", h, err)
 	}
-	b := WireBlobInfo(st)
+	b := wireBlobInfo(st)
 	r.cache[h] = b
 	return b
 }
@@ -212,7 +212,7 @@ func (o *WireObserver) pollBlobs(ctx context.Context, i, inc int, watched map[Ha
 	if err != nil {
 		return
 	}
-	bs, err := WireListBlobs(ctx, o.c.API(i))
+	bs, err := wireListBlobs(ctx, o.c.API(i))
 	if err != nil {
 		return
 	}
@@ -226,7 +226,7 @@ func (o *WireObserver) pollBlobs(ctx context.Context, i, inc int, watched map[Ha
 	}
 	infos := make([]fsm.BlobInfo, 0, len(bs))
 	for _, st := range bs {
-		if b := WireBlobInfo(st); watched[b.Hash] {
+		if b := wireBlobInfo(st); watched[b.Hash] {
 			infos = append(infos, b)
 		}
 	}
