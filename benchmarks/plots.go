@@ -80,7 +80,7 @@ func plots(rep *report, sel []workload, dir string) error {
 			p.Add(bars)
 			p.Legend.Add(labels[i], bars)
 		}
-		p.Legend.Top, p.Legend.Left = true, true // the last workload (registration) has the tallest bars
+		p.Legend.Top, p.Legend.Left = true, true // the batched workloads, last, have the tallest bars
 		p.NominalX(names...)
 		if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, "latency.png")); err != nil {
 			return err

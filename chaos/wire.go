@@ -46,9 +46,10 @@ func WireSelf(ctx context.Context, api blobgcv1.BlobGCClient) (*blobgcv1.Member,
 
 // WireLeader returns a server of c for which reachable is true and that
 // says it leads (the one with the highest term if several do), or -1.
-func WireLeader(c WireCluster, n int, reachable func(i int) bool) int {
+func WireLeader(c WireCluster, reachable func(i int) bool) int {
 	best, bestTerm := -1, uint64(0)
-	for i := range n {
+	ups, _ := c.Up()
+	for i := range ups {
 		if !reachable(i) {
 			continue
 		}

@@ -112,7 +112,7 @@ func (e *procEnv) Hold(d time.Duration) {
 // LeaderIndex returns a running, unpaused server that says it leads (the
 // one with the highest term if several do), or -1.
 func (e *procEnv) LeaderIndex() int {
-	return chaos.WireLeader(e, e.N(), func(i int) bool {
+	return chaos.WireLeader(e, func(i int) bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		return e.alive[i] && !e.paused[i]
@@ -196,7 +196,7 @@ func (e *procEnv) heal() {
 	}
 }
 
-// up returns, for each server, whether it runs unpaused, and its incarnation.
+// Up returns, for each server, whether it runs unpaused, and its incarnation.
 func (e *procEnv) Up() ([]bool, []int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

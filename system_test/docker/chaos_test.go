@@ -231,7 +231,7 @@ func (e *dockerEnv) docker(args ...string) {
 // LeaderIndex returns a running, connected server that says it leads (the
 // one with the highest term if several do), or -1.
 func (e *dockerEnv) LeaderIndex() int {
-	return chaos.WireLeader(e, e.N(), func(i int) bool {
+	return chaos.WireLeader(e, func(i int) bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		return e.alive[i] && !e.cut[i]
@@ -332,7 +332,7 @@ func (e *dockerEnv) heal() {
 	}
 }
 
-// up returns, for each server, whether its container runs, and its
+// Up returns, for each server, whether its container runs, and its
 // incarnation. A disconnected server counts as up: the host may not reach
 // it, but what it answers is its own state.
 func (e *dockerEnv) Up() ([]bool, []int) {
