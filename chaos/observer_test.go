@@ -9,33 +9,52 @@ import (
 	"github.com/blobgc/blobgc/cluster"
 	"github.com/blobgc/blobgc/cluster/clustertest"
 	"github.com/blobgc/blobgc/fsm"
+	"github.com/blobgc/blobgc/internal/testtiming"
 )
 
 // The observer must catch a mark that comes before the grace period it
 // checks: the cluster runs with a 200 ms grace, the observer checks a
 // minute, so that a stall of the machine between the blob's last reference
-// and its mark cannot make the mark look late enough.
+// and its mark cannot make the mark look late enough. Cycles run only when
+// the test asks for one, so the observer polls every state the blob goes
+// through (referenced, unreferenced, marked) however slow the machine is.
 func TestObserverCatchesEarlyMark(t *testing.T) {
 	const checked = time.Minute
 	gc := fsm.DefaultConfig()
 	gc.GracePeriod = 200 * time.Millisecond
 	c := clustertest.Start(t, clustertest.Options{N: 1, Configure: func(i int, cfg *cluster.Config) {
 		cfg.GC = &gc
-		cfg.CycleInterval = 50 * time.Millisecond
+		cfg.CycleInterval = -1
 	}})
 	cl, err := client.New([]string{c.Servers[0].Addr()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testtiming.Hang())
 	defer cancel()
-	clustertest.Eventually(t, 10*time.Second, "GC config", func() bool {
+	clustertest.Eventually(t, testtiming.Hang(), "GC config", func() bool {
 		cfg, err := cl.GetConfig(ctx)
 		return err == nil && cfg.GetGracePeriodNs() == gc.GracePeriod.Nanoseconds()
 	})
 	x := hh("early")
 	obs := NewObserver(checked, func() []*cluster.Server { return c.Servers }, func() []Hash { return []Hash{x} })
+	// cycleUntil runs cycles until the blob is in state want, then lets the
+	// observer poll it: no other cycle runs, so the poll sees that state.
+	cycleUntil := func(want fsm.Status) {
+		t.Helper()
+		clustertest.Eventually(t, testtiming.Hang(), "the blob "+want.String(), func() bool {
+			if _, err := cl.RunCycle(ctx, false); err != nil {
+				t.Logf("cycle: %v", err)
+				return false
+			}
+			if c.Servers[0].FSM().Blob(x).Status != want {
+				return false
+			}
+			obs.Poll()
+			return true
+		})
+	}
 	rep := cl.Reporter("vm1")
 	if err := rep.Full(ctx, []Hash{x}, nil); err != nil {
 		t.Fatal(err)
@@ -43,17 +62,12 @@ func TestObserverCatchesEarlyMark(t *testing.T) {
 	if _, err := cl.RegisterBlobs(ctx, []Hash{x}); err != nil {
 		t.Fatal(err)
 	}
-	clustertest.Eventually(t, 10*time.Second, "the blob seen active", func() bool {
-		obs.Poll()
-		return c.Servers[0].FSM().Blob(x).Status == fsm.StatusActive
-	})
+	cycleUntil(fsm.StatusActive)
 	if err := rep.Full(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	clustertest.Eventually(t, 10*time.Second, "the blob marked", func() bool {
-		obs.Poll()
-		return c.Servers[0].FSM().Blob(x).Status == fsm.StatusMarked
-	})
+	cycleUntil(fsm.StatusUnreferenced)
+	cycleUntil(fsm.StatusMarked)
 	if vs := obs.Violations(); len(vs) == 0 || vs[0].Invariant != 2 {
 		t.Fatalf("violations %v, want an early mark (%d marks checked)", vs, obs.Marks())
 	}
