@@ -46,6 +46,10 @@ func runEtcdMember(args []string) error {
 		cfg.ClusterState = embed.ClusterStateFlagExisting
 	}
 	cfg.LogLevel = "error"
+	// The batched rows put about 2 GB of 32 KB values in one round: past
+	// etcd's default 2 GiB quota every put fails with "database space
+	// exceeded", which would measure errors, not writes.
+	cfg.QuotaBackendBytes = 8 << 30
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return err

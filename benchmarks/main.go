@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -40,6 +41,7 @@ var workloads = []workload{
 	// delta of 500 added and 500 removed is a report of 1,000 hashes.
 	{Name: "register 1000/call, 16 clients", Clients: 16, blobgc: bench.Config{Mix: map[bench.Op]int{bench.OpRegister: 1}, Batch: 1000}, etcdVal: 32000},
 	{Name: "register 1000/call, 64 clients", Clients: 64, blobgc: bench.Config{Mix: map[bench.Op]int{bench.OpRegister: 1}, Batch: 1000}, etcdVal: 32000},
+	{Name: "full report 1000/call, 64 clients", Clients: 64, blobgc: bench.Config{Mix: map[bench.Op]int{bench.OpFull: 1}, ReportSize: 1000}, etcdVal: 32000},
 	{Name: "delta report 1000/call, 64 clients", Clients: 64, blobgc: bench.Config{Mix: map[bench.Op]int{bench.OpDelta: 1}, DeltaSize: 500}, etcdVal: 32000},
 }
 
@@ -122,6 +124,9 @@ func main() {
 			}
 			rep.Measurements = append(rep.Measurements, ms...)
 			rep.Failover[sys] = append(rep.Failover[sys], fo...)
+			// The batched rows leave gigabytes of dirty pages behind: the
+			// next system's fsyncs must not queue behind their writeback.
+			syscall.Sync()
 		}
 	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -183,6 +188,9 @@ func runSystem(sys, bin string, extra []string, basePort int, sel []workload, d 
 		ms = append(ms, measurement{System: sys, Workload: w.Name, Round: round, OpsPerS: r.OpsPerSec, HashesPS: r.HashesPerS,
 			P50: r.Latency.P50, P99: r.Latency.P99, P999: r.Latency.P999, Errors: r.Errors})
 		log.Printf("  %-32s %9.1f ops/s  p50 %6.2fms  p99 %6.2fms  errors %d", w.Name, r.OpsPerSec, r.Latency.P50*1000, r.Latency.P99*1000, r.Errors)
+		for _, e := range r.FirstErrors {
+			log.Printf("    error: %s", e)
+		}
 	}
 	var fo []float64
 	switch sys {
@@ -392,15 +400,26 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// medians returns the per-round medians of one system's workload.
-func medians(rep *report, sys, name string) (ops, hashes, p50, p99 float64, ok bool) {
+// medians returns the per-round medians of one system's workload, and the
+// errors of all its rounds.
+func medians(rep *report, sys, name string) (ops, hashes, p50, p99 float64, errs int, ok bool) {
 	var o, h, a, b []float64
 	for _, m := range rep.Measurements {
 		if m.System == sys && m.Workload == name {
 			o, h, a, b = append(o, m.OpsPerS), append(h, m.HashesPS), append(a, m.P50), append(b, m.P99)
+			errs += m.Errors
 		}
 	}
-	return median(o), median(h), median(a), median(b), len(o) > 0
+	return median(o), median(h), median(a), median(b), errs, len(o) > 0
+}
+
+// withErrors marks a throughput cell whose rounds had failed requests: the
+// rate then counts only what succeeded, and the ratio is not a comparison.
+func withErrors(cell string, errs int) string {
+	if errs == 0 {
+		return cell
+	}
+	return fmt.Sprintf("%s, **%d errors**", cell, errs)
 }
 
 func table(rep *report, sel []workload) string {
@@ -409,18 +428,19 @@ func table(rep *report, sel []workload) string {
 	fmt.Fprintln(&sb, "| workload | blobgc ops/s | p50 | p99 | etcd ops/s | p50 | p99 | throughput ratio | p99 ratio |")
 	fmt.Fprintln(&sb, "|---|---|---|---|---|---|---|---|---|")
 	for _, w := range sel {
-		bo, bh, b50, b99, _ := medians(rep, "blobgc", w.Name)
-		eo, _, e50, e99, ok := medians(rep, "etcd", w.Name)
+		bo, bh, b50, b99, berrs, _ := medians(rep, "blobgc", w.Name)
+		eo, _, e50, e99, eerrs, ok := medians(rep, "etcd", w.Name)
 		ops := fmt.Sprintf("%.0f", bo)
 		if w.batched() || !ok {
 			ops = fmt.Sprintf("%.0f (%.0f hashes/s)", bo, bh)
 		}
+		ops = withErrors(ops, berrs)
 		if !ok {
 			fmt.Fprintf(&sb, "| %s | %s | %.2f ms | %.2f ms | — | | | | |\n", w.Name, ops, b50*1000, b99*1000)
 			continue
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %.2f ms | %.2f ms | %.0f | %.2f ms | %.2f ms | %.2fx | %.2fx |\n",
-			w.Name, ops, b50*1000, b99*1000, eo, e50*1000, e99*1000, bo/eo, b99/e99)
+		fmt.Fprintf(&sb, "| %s | %s | %.2f ms | %.2f ms | %s | %.2f ms | %.2f ms | %.2fx | %.2fx |\n",
+			w.Name, ops, b50*1000, b99*1000, withErrors(fmt.Sprintf("%.0f", eo), eerrs), e50*1000, e99*1000, bo/eo, b99/e99)
 	}
 	bf, ef := median(rep.Failover["blobgc"]), median(rep.Failover["etcd"])
 	if bf > 0 && ef > 0 {

@@ -33,7 +33,7 @@ func plots(rep *report, sel []workload, dir string) error {
 			if w.blobgc.Mix[bench.OpPin] == 0 {
 				continue
 			}
-			if ops, _, _, _, ok := medians(rep, sys, w.Name); ok {
+			if ops, _, _, _, _, ok := medians(rep, sys, w.Name); ok {
 				xys = append(xys, plotter.XY{X: float64(w.Clients), Y: ops})
 			}
 		}
@@ -53,8 +53,8 @@ func plots(rep *report, sel []workload, dir string) error {
 	var names []string
 	var vals [4]plotter.Values // blobgc p50, blobgc p99, etcd p50, etcd p99 (ms)
 	for i, w := range sel {
-		_, _, b50, b99, _ := medians(rep, "blobgc", w.Name)
-		_, _, e50, e99, ok := medians(rep, "etcd", w.Name)
+		_, _, b50, b99, _, _ := medians(rep, "blobgc", w.Name)
+		_, _, e50, e99, _, ok := medians(rep, "etcd", w.Name)
 		if !ok {
 			continue
 		}
