@@ -41,8 +41,11 @@
 //
 // The suites whose servers run as processes (system_test) and containers
 // (system_test/docker) use the same checkers. They read their servers over
-// the API instead (wire.go: WireObserver, WireFinalState, WireLeader); the
-// in-process Observer and the WireObserver share one Tracker.
+// the API instead (wire.go: WireObserver, WireDigests, WireFinalState,
+// WireLeader); the in-process Observer and the WireObserver share one
+// Tracker. All three suites run the workload and observer with
+// StartBackground and end a run the same way: Result.Judge runs the
+// shared checks, Finish reports them and the summary row.
 //
 // # Scenarios
 //

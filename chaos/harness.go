@@ -180,18 +180,8 @@ func Run(t testing.TB, sc Scenario, o Options) Result {
 	}
 
 	obs := NewObserver(Grace, env.servers, w.Blobs)
-	stopObs := make(chan struct{})
-	obsDone := make(chan struct{})
-	go func() {
-		defer close(obsDone)
-		obs.Run(stopObs, 40*time.Millisecond)
-	}()
-	ctx, cancel := context.WithCancel(context.Background())
-	wlDone := make(chan struct{})
-	go func() {
-		defer close(wlDone)
-		w.Run(ctx)
-	}()
+	bg := StartBackground(w, obs, 40*time.Millisecond)
+	defer bg.Stop()
 
 	start := h.Now()
 	env.stop = time.Now().Add(o.Duration)
@@ -206,8 +196,7 @@ func Run(t testing.TB, sc Scenario, o Options) Result {
 	// ends with a working cluster, then stop it.
 	time.Sleep(time.Second)
 	end := h.Now()
-	cancel()
-	<-wlDone
+	bg.StopWorkload()
 
 	name := sc.Name
 	if o.UnsafeSweep {
@@ -233,40 +222,93 @@ func Run(t testing.TB, sc Scenario, o Options) Result {
 		}
 	}
 	res.Violations = append(res.Violations, CheckDigests(idx, digests)...)
-	close(stopObs)
-	<-obsDone
+	bg.StopObserver()
 	obs.Poll()
 
 	ops := h.Ops()
 	final := env.servers()[0].FSM()
-	var gone []Hash
-	for _, b := range w.Stored() {
-		if !w.Store.Has(b) {
-			gone = append(gone, b)
-		}
-	}
+	events, _ := final.History(0, 1<<20)
+	histChecked := res.Judge(ops, w, final, events, obs.Tracker)
+	res.Violations = append(res.Violations, CheckClockRate(events, 5*time.Millisecond)...)
+	t.Logf("grace checked against the cycle history for %d marks, clock rate over %d cycles", histChecked, len(events))
+	res.MaxUnavailable = MaxWriteGap(ops, start, end)
+	Finish(t, &res, ops, o.UnsafeSweep)
+	return res
+}
+
+// Background runs a scenario's workload and its observer's polls while the
+// faults are injected.
+type Background struct {
+	cancel   context.CancelFunc
+	wlDone   chan struct{}
+	stopObs  chan struct{}
+	obsDone  chan struct{}
+	stopOnce sync.Once
+}
+
+// StartBackground starts w and polls of obs (an Observer or a
+// WireObserver) every interval.
+func StartBackground(w *Workload, obs interface {
+	Run(stop <-chan struct{}, interval time.Duration)
+}, interval time.Duration) *Background {
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Background{cancel: cancel, wlDone: make(chan struct{}), stopObs: make(chan struct{}), obsDone: make(chan struct{})}
+	go func() {
+		defer close(b.obsDone)
+		obs.Run(b.stopObs, interval)
+	}()
+	go func() {
+		defer close(b.wlDone)
+		w.Run(ctx)
+	}()
+	return b
+}
+
+// StopWorkload stops the workload and waits until it has returned.
+func (b *Background) StopWorkload() {
+	b.cancel()
+	<-b.wlDone
+}
+
+// StopObserver stops the polls and waits until the last has returned.
+func (b *Background) StopObserver() {
+	b.stopOnce.Do(func() { close(b.stopObs) })
+	<-b.obsDone
+}
+
+// Stop stops both; deferred, it keeps a t.Fatal on the way from leaving
+// them running against the next test's servers.
+func (b *Background) Stop() {
+	b.StopWorkload()
+	b.StopObserver()
+}
+
+// Judge runs the end-of-run checks every suite shares, however it reads the
+// servers: no acknowledged write lost (against final, one server's end
+// state), the claims, the sweeper (against what w's store still holds),
+// linearizability, what the observer found, and the grace period against
+// the cycle history. It fills res's counts of those and returns how many
+// marks the history check covered. Each suite adds its own clock-rate check.
+func (res *Result) Judge(ops []Op, w *Workload, final FinalState, events []fsm.HistoryEvent, obs *Tracker) int {
 	lost := CheckNoLostWrites(ops, final)
 	res.LostWrites = len(lost)
 	res.Violations = append(res.Violations, CheckClaims(ops)...)
 	res.Violations = append(res.Violations, lost...)
-	res.Violations = append(res.Violations, CheckSweeper(ops, gone)...)
+	res.Violations = append(res.Violations, CheckSweeper(ops, w.Gone())...)
 	res.Violations = append(res.Violations, CheckLinearizable(ops, time.Minute)...)
 	res.Violations = append(res.Violations, obs.Violations()...)
-	events, _ := final.History(0, 1<<20)
 	histChecked, histVs := CheckGraceHistory(obs.Marked(), events, Grace)
 	res.Violations = append(res.Violations, histVs...)
-	res.Violations = append(res.Violations, CheckClockRate(events, 5*time.Millisecond)...)
-	t.Logf("grace checked against the cycle history for %d marks, clock rate over %d cycles", histChecked, len(events))
 	res.LeaderChanges = obs.LeaderChanges()
 	res.MarksChecked = obs.Marks()
-	res.MaxUnavailable = MaxWriteGap(ops, start, end)
-	finish(t, &res, ops, o)
-	return res
+	return histChecked
 }
 
-// finish counts the operations, reports the violations (t.Errorf, or
-// t.Logf when they are expected) and the summary row.
-func finish(t testing.TB, res *Result, ops []Op, o Options) {
+// Finish counts the operations, reports the violations (t.Errorf, or
+// t.Logf when an unsafe sweeper makes them expected) and the summary row,
+// which it also appends to the file BLOBGC_CHAOS_REPORT names.
+func Finish(t testing.TB, res *Result, ops []Op, unsafeSweep bool) {
+	t.Helper()
 	for _, op := range ops {
 		res.Ops[op.Outcome]++
 		res.OpsByKind[op.Kind]++
@@ -275,7 +317,7 @@ func finish(t testing.TB, res *Result, ops []Op, o Options) {
 		}
 	}
 	for _, v := range res.Violations {
-		if o.UnsafeSweep {
+		if unsafeSweep {
 			t.Logf("%s (expected): %v", res.Scenario, v)
 			continue
 		}

@@ -63,6 +63,45 @@ func WireLeader(c WireCluster, reachable func(i int) bool) int {
 	return best
 }
 
+// WireDigests waits up to timeout for every server of c to show one digest
+// at one applied index (invariant 4; cycles keep running, so it looks for
+// a moment where all agree) and returns the violations of its last
+// reading. It fails t when some server never answered.
+func WireDigests(t testing.TB, c WireCluster, timeout time.Duration) []Violation {
+	t.Helper()
+	ups, _ := c.Up()
+	n := len(ups)
+	var idx []uint64
+	var digests [][32]byte
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		if idx, digests = wireDigests(c, n); len(idx) == n && len(CheckDigests(idx, digests)) == 0 {
+			return nil
+		}
+	}
+	if len(idx) != n {
+		t.Fatalf("digests of %d of %d servers readable", len(idx), n)
+	}
+	return CheckDigests(idx, digests)
+}
+
+// wireDigests reads the applied index and digest of servers 0 to n-1, as
+// close together as it can; it returns fewer when a server does not answer.
+func wireDigests(c WireCluster, n int) ([]uint64, [][32]byte) {
+	var idx []uint64
+	var ds [][32]byte
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		d, err := c.API(i).Digest(ctx, &blobgcv1.DigestRequest{})
+		cancel()
+		if err != nil || len(d.Digest) != 32 {
+			time.Sleep(20 * time.Millisecond)
+			return idx, ds
+		}
+		idx, ds = append(idx, d.AppliedIndex), append(ds, [32]byte(d.Digest))
+	}
+	return idx, ds
+}
+
 // wireBlobInfo converts a wire status to the state machine's form (the wire
 // enum is the fsm.Status plus one: 0 is UNSPECIFIED).
 func wireBlobInfo(st *blobgcv1.BlobStatus) fsm.BlobInfo {

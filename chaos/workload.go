@@ -74,6 +74,18 @@ func (w *Workload) Stored() []Hash {
 	return append([]Hash(nil), w.registered...)
 }
 
+// Gone returns the stored hashes whose content is no longer in the store:
+// what the sweeper deleted.
+func (w *Workload) Gone() []Hash {
+	var gone []Hash
+	for _, b := range w.Stored() {
+		if !w.Store.Has(b) {
+			gone = append(gone, b)
+		}
+	}
+	return gone
+}
+
 func (w *Workload) newClientID() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -3,7 +3,6 @@ package systemtest
 import (
 	"context"
 	"flag"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -283,29 +282,8 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 	}
 
 	obs := chaos.NewWireObserver(env, chaos.Grace, w.Blobs)
-	stopObs, obsDone := make(chan struct{}), make(chan struct{})
-	var stopOnce sync.Once
-	stopObserver := func() {
-		stopOnce.Do(func() { close(stopObs) })
-		<-obsDone
-	}
-	go func() {
-		defer close(obsDone)
-		obs.Run(stopObs, 50*time.Millisecond)
-	}()
-	ctx, cancel := context.WithCancel(context.Background())
-	wlDone := make(chan struct{})
-	go func() {
-		defer close(wlDone)
-		w.Run(ctx)
-	}()
-	// A t.Fatal on the way must not leave the workload and the observer
-	// running against the next test's servers.
-	defer func() {
-		cancel()
-		<-wlDone
-		stopObserver()
-	}()
+	bg := chaos.StartBackground(w, obs, 50*time.Millisecond)
+	defer bg.Stop()
 
 	var samples func() []clusterSample
 	if sc.SkewedClocks {
@@ -325,8 +303,7 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 	}
 	time.Sleep(time.Second)
 	end := h.Now()
-	cancel()
-	<-wlDone
+	bg.StopWorkload()
 
 	name := "Proc" + sc.Name
 	if o.UnsafeSweep {
@@ -334,39 +311,14 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 	}
 	res := chaos.Result{Scenario: name, Servers: n, Duration: o.Duration, Faults: env.faults,
 		Ops: map[chaos.Outcome]int{}, OpsByKind: map[chaos.Kind]int{}}
-	// Invariant 4: all servers reach one digest at one index. Cycles keep
-	// running, so look for a moment where all agree.
-	var idx []uint64
-	var digests [][32]byte
-	converged := false
-	for deadline := time.Now().Add(30 * time.Second); !converged && time.Now().Before(deadline); {
-		idx, digests = env.digests()
-		converged = len(idx) == n && len(chaos.CheckDigests(idx, digests)) == 0
-	}
-	if len(idx) != n {
-		t.Fatalf("%s: digests of %d of %d servers readable", sc.Name, len(idx), n)
-	}
-	res.Violations = append(res.Violations, chaos.CheckDigests(idx, digests)...)
-	stopObserver()
+	// Invariant 4: all servers reach one digest at one index.
+	res.Violations = append(res.Violations, chaos.WireDigests(t, env, 30*time.Second)...)
+	bg.StopObserver()
 	obs.Poll()
 
 	ops := h.Ops()
 	final, events := chaos.WireFinalState(t, env.api[0])
-	var gone []chaos.Hash
-	for _, b := range w.Stored() {
-		if !w.Store.Has(b) {
-			gone = append(gone, b)
-		}
-	}
-	lost := chaos.CheckNoLostWrites(ops, final)
-	res.LostWrites = len(lost)
-	res.Violations = append(res.Violations, chaos.CheckClaims(ops)...)
-	res.Violations = append(res.Violations, lost...)
-	res.Violations = append(res.Violations, chaos.CheckSweeper(ops, gone)...)
-	res.Violations = append(res.Violations, chaos.CheckLinearizable(ops, time.Minute)...)
-	res.Violations = append(res.Violations, obs.Violations()...)
-	histChecked, histVs := chaos.CheckGraceHistory(obs.Marked(), events, chaos.Grace)
-	res.Violations = append(res.Violations, histVs...)
+	histChecked := res.Judge(ops, w, final, events, obs.Tracker)
 	// All processes read one machine's wall clock.
 	if sc.SkewedClocks {
 		worst, vs := checkClusterRate(samples(), clockRateSlack)
@@ -376,31 +328,8 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 		res.Violations = append(res.Violations, chaos.CheckClockRate(events, 5*time.Millisecond)...)
 	}
 	t.Logf("grace checked against the cycle history for %d marks, clock rate over %d cycles; observer polls %d", histChecked, len(events), obs.Polls())
-	res.LeaderChanges = obs.LeaderChanges()
-	res.MarksChecked = obs.Marks()
 	res.MaxUnavailable = chaos.MaxWriteGap(ops, start, end)
-	for _, op := range ops {
-		res.Ops[op.Outcome]++
-		res.OpsByKind[op.Kind]++
-		if op.Kind == chaos.OpDelete {
-			res.Deleted += len(op.Hashes)
-		}
-	}
-	for _, v := range res.Violations {
-		if o.UnsafeSweep {
-			t.Logf("%s (expected): %v", sc.Name, v)
-			continue
-		}
-		t.Errorf("%s: %v", sc.Name, v)
-	}
-	t.Logf("ops by kind: %v", res.OpsByKind)
-	t.Logf("\n%s\n%s", chaos.Header, res.Row())
-	if p := os.Getenv("BLOBGC_CHAOS_REPORT"); p != "" {
-		if f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-			fmt.Fprintln(f, res.Row())
-			f.Close()
-		}
-	}
+	chaos.Finish(t, &res, ops, o.UnsafeSweep)
 	if res.Faults == 0 {
 		t.Errorf("%s: no fault was injected", sc.Name)
 	}
@@ -415,24 +344,6 @@ func runProcChaos(t *testing.T, sc procScenario, o procOpts) chaos.Result {
 		t.Errorf("%s: the observer saw %d leaders and %d marks: the leader-per-term and grace checks did not run", sc.Name, obs.LeadersSeen(), res.MarksChecked)
 	}
 	return res
-}
-
-// digests reads every server's applied index and digest, as close together
-// as it can; it returns fewer entries when a server does not answer.
-func (e *procEnv) digests() ([]uint64, [][32]byte) {
-	var idx []uint64
-	var ds [][32]byte
-	for i := range e.N() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		d, err := e.api[i].Digest(ctx, &blobgcv1.DigestRequest{})
-		cancel()
-		if err != nil || len(d.Digest) != 32 {
-			time.Sleep(20 * time.Millisecond)
-			return idx, ds
-		}
-		idx, ds = append(idx, d.AppliedIndex), append(ds, [32]byte(d.Digest))
-	}
-	return idx, ds
 }
 
 // Name and API make procEnv a chaos.WireCluster.
