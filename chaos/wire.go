@@ -63,6 +63,18 @@ func WireLeader(c WireCluster, reachable func(i int) bool) int {
 	return best
 }
 
+// WaitWireLeader polls WireLeader every pause for up to d and returns the
+// leader it found, or -1.
+func WaitWireLeader(c WireCluster, reachable func(i int) bool, d, pause time.Duration) int {
+	deadline := time.Now().Add(d)
+	for {
+		if l := WireLeader(c, reachable); l >= 0 || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(pause)
+	}
+}
+
 // WireDigests waits up to timeout for every server of c to show one digest
 // at one applied index (invariant 4; cycles keep running, so it looks for
 // a moment where all agree) and returns the violations of its last

@@ -108,25 +108,20 @@ func (e *procEnv) Hold(d time.Duration) {
 	time.Sleep(d)
 }
 
+// reachable reports whether server i runs and is not paused.
+func (e *procEnv) reachable(i int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.alive[i] && !e.paused[i]
+}
+
 // LeaderIndex returns a running, unpaused server that says it leads (the
 // one with the highest term if several do), or -1.
-func (e *procEnv) LeaderIndex() int {
-	return chaos.WireLeader(e, func(i int) bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return e.alive[i] && !e.paused[i]
-	})
-}
+func (e *procEnv) LeaderIndex() int { return chaos.WireLeader(e, e.reachable) }
 
 // WaitLeaderIndex waits up to d for a leader and returns it, or -1.
 func (e *procEnv) WaitLeaderIndex(d time.Duration) int {
-	deadline := time.Now().Add(d)
-	for {
-		if l := e.LeaderIndex(); l >= 0 || time.Now().After(deadline) {
-			return l
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return chaos.WaitWireLeader(e, e.reachable, d, 20*time.Millisecond)
 }
 
 // Kill sends SIGKILL to server i (resuming it first if paused does not

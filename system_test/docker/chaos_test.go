@@ -228,25 +228,20 @@ func (e *dockerEnv) docker(args ...string) {
 	}
 }
 
+// reachable reports whether server i runs and is connected.
+func (e *dockerEnv) reachable(i int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.alive[i] && !e.cut[i]
+}
+
 // LeaderIndex returns a running, connected server that says it leads (the
 // one with the highest term if several do), or -1.
-func (e *dockerEnv) LeaderIndex() int {
-	return chaos.WireLeader(e, func(i int) bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return e.alive[i] && !e.cut[i]
-	})
-}
+func (e *dockerEnv) LeaderIndex() int { return chaos.WireLeader(e, e.reachable) }
 
 // WaitLeaderIndex waits up to d for a leader and returns it, or -1.
 func (e *dockerEnv) WaitLeaderIndex(d time.Duration) int {
-	deadline := time.Now().Add(d)
-	for {
-		if l := e.LeaderIndex(); l >= 0 || time.Now().After(deadline) {
-			return l
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return chaos.WaitWireLeader(e, e.reachable, d, 50*time.Millisecond)
 }
 
 // Kill SIGKILLs server i's container (docker kill).
