@@ -6,9 +6,9 @@
 // Go client, etcd through clientv3.
 //
 // Workloads: sequential and concurrent single writes (Pin vs Put),
-// 100-hash full and delta reports vs 3.2 KB puts, registration of 1,000
-// hashes a call vs 32 KB puts, and leader SIGKILL to the next acknowledged
-// write. It writes results.json, results.md (medians over rounds, ratios
+// 100-hash full and delta reports vs 3.2 KB puts, registrations and full
+// and delta reports of 1,000 hashes a call vs 32 KB puts, and leader
+// SIGKILL to the next acknowledged write. It writes results.json, results.md (medians over rounds, ratios
 // blobgc/etcd) and PNG plots into --out.
 //
 // It lives in its own module so that the product's go.mod does not carry

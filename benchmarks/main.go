@@ -400,17 +400,24 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// medians returns the per-round medians of one system's workload, and the
-// errors of all its rounds.
-func medians(rep *report, sys, name string) (ops, hashes, p50, p99 float64, errs int, ok bool) {
+// summary is one system's workload over all rounds: medians of the rounds'
+// figures, and the errors of all rounds.
+type summary struct {
+	ops, hashes, p50, p99 float64
+	errs                  int
+}
+
+// medians summarises one system's workload; ok is false when it did not run.
+func medians(rep *report, sys, name string) (sm summary, ok bool) {
 	var o, h, a, b []float64
 	for _, m := range rep.Measurements {
 		if m.System == sys && m.Workload == name {
 			o, h, a, b = append(o, m.OpsPerS), append(h, m.HashesPS), append(a, m.P50), append(b, m.P99)
-			errs += m.Errors
+			sm.errs += m.Errors
 		}
 	}
-	return median(o), median(h), median(a), median(b), errs, len(o) > 0
+	sm.ops, sm.hashes, sm.p50, sm.p99 = median(o), median(h), median(a), median(b)
+	return sm, len(o) > 0
 }
 
 // withErrors marks a throughput cell whose rounds had failed requests: the
@@ -428,19 +435,19 @@ func table(rep *report, sel []workload) string {
 	fmt.Fprintln(&sb, "| workload | blobgc ops/s | p50 | p99 | etcd ops/s | p50 | p99 | throughput ratio | p99 ratio |")
 	fmt.Fprintln(&sb, "|---|---|---|---|---|---|---|---|---|")
 	for _, w := range sel {
-		bo, bh, b50, b99, berrs, _ := medians(rep, "blobgc", w.Name)
-		eo, _, e50, e99, eerrs, ok := medians(rep, "etcd", w.Name)
-		ops := fmt.Sprintf("%.0f", bo)
+		b, _ := medians(rep, "blobgc", w.Name)
+		e, ok := medians(rep, "etcd", w.Name)
+		ops := fmt.Sprintf("%.0f", b.ops)
 		if w.batched() || !ok {
-			ops = fmt.Sprintf("%.0f (%.0f hashes/s)", bo, bh)
+			ops = fmt.Sprintf("%.0f (%.0f hashes/s)", b.ops, b.hashes)
 		}
-		ops = withErrors(ops, berrs)
+		ops = withErrors(ops, b.errs)
 		if !ok {
-			fmt.Fprintf(&sb, "| %s | %s | %.2f ms | %.2f ms | — | | | | |\n", w.Name, ops, b50*1000, b99*1000)
+			fmt.Fprintf(&sb, "| %s | %s | %.2f ms | %.2f ms | — | | | | |\n", w.Name, ops, b.p50*1000, b.p99*1000)
 			continue
 		}
 		fmt.Fprintf(&sb, "| %s | %s | %.2f ms | %.2f ms | %s | %.2f ms | %.2f ms | %.2fx | %.2fx |\n",
-			w.Name, ops, b50*1000, b99*1000, withErrors(fmt.Sprintf("%.0f", eo), eerrs), e50*1000, e99*1000, bo/eo, b99/e99)
+			w.Name, ops, b.p50*1000, b.p99*1000, withErrors(fmt.Sprintf("%.0f", e.ops), e.errs), e.p50*1000, e.p99*1000, b.ops/e.ops, b.p99/e.p99)
 	}
 	bf, ef := median(rep.Failover["blobgc"]), median(rep.Failover["etcd"])
 	if bf > 0 && ef > 0 {

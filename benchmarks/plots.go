@@ -33,8 +33,8 @@ func plots(rep *report, sel []workload, dir string) error {
 			if w.blobgc.Mix[bench.OpPin] == 0 {
 				continue
 			}
-			if ops, _, _, _, _, ok := medians(rep, sys, w.Name); ok {
-				xys = append(xys, plotter.XY{X: float64(w.Clients), Y: ops})
+			if sm, ok := medians(rep, sys, w.Name); ok {
+				xys = append(xys, plotter.XY{X: float64(w.Clients), Y: sm.ops})
 			}
 		}
 		if len(xys) > 0 {
@@ -53,14 +53,14 @@ func plots(rep *report, sel []workload, dir string) error {
 	var names []string
 	var vals [4]plotter.Values // blobgc p50, blobgc p99, etcd p50, etcd p99 (ms)
 	for i, w := range sel {
-		_, _, b50, b99, _, _ := medians(rep, "blobgc", w.Name)
-		_, _, e50, e99, _, ok := medians(rep, "etcd", w.Name)
+		b, _ := medians(rep, "blobgc", w.Name)
+		e, ok := medians(rep, "etcd", w.Name)
 		if !ok {
 			continue
 		}
 		names = append(names, fmt.Sprintf("W%d", i+1))
-		vals[0], vals[1] = append(vals[0], b50*1000), append(vals[1], b99*1000)
-		vals[2], vals[3] = append(vals[2], e50*1000), append(vals[3], e99*1000)
+		vals[0], vals[1] = append(vals[0], b.p50*1000), append(vals[1], b.p99*1000)
+		vals[2], vals[3] = append(vals[2], e.p50*1000), append(vals[3], e.p99*1000)
 	}
 	if len(names) > 0 {
 		p = plot.New()

@@ -45,7 +45,8 @@
 // WireLeader); the in-process Observer and the WireObserver share one
 // Tracker. All three suites run the workload and observer with
 // StartBackground and end a run the same way: Result.Judge runs the
-// shared checks, Finish reports them and the summary row.
+// shared checks, Finish reports them and the summary row, and the external
+// suites' Result.CheckRan fails a run whose checks had nothing to check.
 //
 // # Scenarios
 //

@@ -304,6 +304,22 @@ func (res *Result) Judge(ops []Op, w *Workload, final FinalState, events []fsm.H
 	return histChecked
 }
 
+// CheckRan fails t unless the run did what gives its checks meaning: a
+// fault injected, an operation acknowledged, and an observer that saw a
+// leader and checked a mark.
+func (res *Result) CheckRan(t testing.TB, obs *Tracker) {
+	t.Helper()
+	if res.Faults == 0 {
+		t.Errorf("%s: no fault was injected", res.Scenario)
+	}
+	if res.Ops[OK] == 0 {
+		t.Errorf("%s: no operation succeeded", res.Scenario)
+	}
+	if obs.LeadersSeen() == 0 || res.MarksChecked == 0 {
+		t.Errorf("%s: the observer saw %d leaders and %d marks: the leader-per-term and grace checks did not run", res.Scenario, obs.LeadersSeen(), res.MarksChecked)
+	}
+}
+
 // Finish counts the operations, reports the violations (t.Errorf, or
 // t.Logf when an unsafe sweeper makes them expected) and the summary row,
 // which it also appends to the file BLOBGC_CHAOS_REPORT names.

@@ -85,7 +85,7 @@ func WireDigests(t testing.TB, c WireCluster, timeout time.Duration) []Violation
 	n := len(ups)
 	var idx []uint64
 	var digests [][32]byte
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if idx, digests = wireDigests(c, n); len(idx) == n && len(CheckDigests(idx, digests)) == 0 {
 			return nil
 		}
@@ -106,7 +106,6 @@ func wireDigests(c WireCluster, n int) ([]uint64, [][32]byte) {
 		d, err := c.API(i).Digest(ctx, &blobgcv1.DigestRequest{})
 		cancel()
 		if err != nil || len(d.Digest) != 32 {
-			time.Sleep(20 * time.Millisecond)
 			return idx, ds
 		}
 		idx, ds = append(idx, d.AppliedIndex), append(ds, [32]byte(d.Digest))
